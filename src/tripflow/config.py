@@ -1,0 +1,65 @@
+"""Typed settings: every knob has the TRIPFLOW_ prefix and a safe local default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings for every tripflow entry point (CLI, API, Spark job, DAG)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIPFLOW_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".tripflow"),
+        description="State directory: the local lake, the managed database, logs and pid files.",
+    )
+    lake_url: str | None = Field(
+        default=None,
+        description="Root of the lake (file:///path, hdfs://host:port/path, s3://bucket/path). "
+        "Default: the directory lake/ under the home.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of an existing server with PostGIS. "
+        "Default: the private cluster that tripflow manages under the home.",
+    )
+    database_port: int = Field(
+        default=55432, description="Port of the managed PostgreSQL cluster (loopback only)."
+    )
+    spark_master: str = Field(default="local[*]", description="Spark master URL.")
+    spark_driver_memory: str = Field(
+        default="2g", description="Memory of the Spark driver (the executor too in local mode)."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
+    api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
+
+    @property
+    def home_dir(self) -> Path:
+        """Return the absolute state directory."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake_root(self) -> str:
+        """Return the lake URL, defaulting to a directory under the home."""
+        if self.lake_url:
+            return self.lake_url.rstrip("/")
+        return (self.home_dir / "lake").as_uri()
+
+    @property
+    def manages_database(self) -> bool:
+        """Tell whether tripflow runs its own PostgreSQL cluster."""
+        return not self.database_url
+
+    @property
+    def database_dsn(self) -> str:
+        """Return the connection URL of the warehouse."""
+        if self.database_url:
+            return self.database_url
+        from tripflow.services import postgres
+
+        return postgres.ManagedPostgres(self).url()

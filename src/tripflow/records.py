@@ -1,0 +1,129 @@
+"""The data contract of trip files: columns, validation rules and reject reasons.
+
+The Spark job applies the same rules with Spark expressions built from the constants here;
+`check_row` is the plain-Python statement of the contract, used by tests as the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+COLUMNS: tuple[str, ...] = ("region", "origin_coord", "destination_coord", "datetime", "datasource")
+
+# One number as the contract accepts it: decimal, optional sign and exponent, no NaN/inf.
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# WKT point, longitude first. Written to mean the same to Python's re and Java's regex.
+POINT_PATTERN = rf"^(?i)\s*POINT\s*\(\s*({NUMBER})\s+({NUMBER})\s*\)\s*$"
+DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+MIN_LON, MAX_LON = -180.0, 180.0
+MIN_LAT, MAX_LAT = -90.0, 90.0
+
+_POINT = re.compile(POINT_PATTERN.replace("^(?i)", "^"), re.IGNORECASE)
+_DATETIME = re.compile(DATETIME_PATTERN)
+
+
+class Reason(StrEnum):
+    """Why a row was rejected; the first rule a row breaks, in this order, is its reason."""
+
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    EMPTY_REGION = "empty_region"
+    BAD_ORIGIN_COORD = "bad_origin_coord"
+    ORIGIN_OUT_OF_RANGE = "origin_out_of_range"
+    BAD_DESTINATION_COORD = "bad_destination_coord"
+    DESTINATION_OUT_OF_RANGE = "destination_out_of_range"
+    BAD_DATETIME = "bad_datetime"
+    EMPTY_DATASOURCE = "empty_datasource"
+
+
+class HeaderError(ValueError):
+    """A file's header does not name exactly the contract's columns."""
+
+
+@dataclass(frozen=True)
+class Trip:
+    """One valid trip, typed."""
+
+    region: str
+    origin_lon: float
+    origin_lat: float
+    destination_lon: float
+    destination_lat: float
+    datetime: datetime
+    datasource: str
+
+
+def check_header(names: Sequence[str]) -> dict[str, int]:
+    """Map each contract column to its position in a header, or raise HeaderError."""
+    cleaned = [name.strip().lstrip("\ufeff").strip() for name in names]
+    missing = [column for column in COLUMNS if column not in cleaned]
+    unexpected = [name for name in cleaned if name not in COLUMNS]
+    repeated = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    if missing or unexpected or repeated:
+        problems = []
+        if missing:
+            problems.append("missing " + ", ".join(missing))
+        if unexpected:
+            problems.append("unexpected " + ", ".join(repr(name) for name in unexpected))
+        if repeated:
+            problems.append("repeated " + ", ".join(repeated))
+        raise HeaderError(
+            f"wrong header ({'; '.join(problems)}): expected the columns {','.join(COLUMNS)} "
+            f"in any order, got {','.join(cleaned)!r}"
+        )
+    return {column: cleaned.index(column) for column in COLUMNS}
+
+
+def parse_point(text: str) -> tuple[float, float] | None:
+    """Return (lon, lat) of a WKT point, or None if it does not parse."""
+    found = _POINT.match(text)
+    if not found:
+        return None
+    return float(found.group(1)), float(found.group(2))
+
+
+def in_range(lon: float, lat: float) -> bool:
+    """Tell whether a longitude/latitude pair lies on the globe."""
+    return MIN_LON <= lon <= MAX_LON and MIN_LAT <= lat <= MAX_LAT
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """Return the wall-clock datetime of a field, or None if it is not valid."""
+    text = text.strip()
+    if not _DATETIME.match(text):
+        return None
+    try:
+        return datetime.strptime(text.replace("T", " "), DATETIME_FORMAT)
+    except ValueError:
+        return None
+
+
+def check_row(fields: Sequence[str], positions: dict[str, int]) -> Trip | Reason:
+    """Apply the contract to one row's fields: the typed trip, or the reason it is rejected."""
+    if len(fields) != len(COLUMNS):
+        return Reason.WRONG_FIELD_COUNT
+    region = fields[positions["region"]].strip()
+    if not region:
+        return Reason.EMPTY_REGION
+    origin = parse_point(fields[positions["origin_coord"]])
+    if origin is None:
+        return Reason.BAD_ORIGIN_COORD
+    if not in_range(*origin):
+        return Reason.ORIGIN_OUT_OF_RANGE
+    destination = parse_point(fields[positions["destination_coord"]])
+    if destination is None:
+        return Reason.BAD_DESTINATION_COORD
+    if not in_range(*destination):
+        return Reason.DESTINATION_OUT_OF_RANGE
+    moment = parse_datetime(fields[positions["datetime"]])
+    if moment is None:
+        return Reason.BAD_DATETIME
+    datasource = fields[positions["datasource"]].strip()
+    if not datasource:
+        return Reason.EMPTY_DATASOURCE
+    return Trip(region, *origin, *destination, moment, datasource)
