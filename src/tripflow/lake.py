@@ -47,7 +47,8 @@ class Lake:
         self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = root.rstrip("/") or "/"
 
-    def _full(self, path: str) -> str:
+    def full_path(self, path: str) -> str:
+        """Return a path as the lake's filesystem (`self.fs`) names it."""
         return posixpath.join(self.root, path.lstrip("/"))
 
     def uri(self, path: str = "") -> str:
@@ -56,12 +57,12 @@ class Lake:
 
     def exists(self, path: str) -> bool:
         """Tell whether a file or directory exists."""
-        return bool(self.fs.exists(self._full(path)))
+        return bool(self.fs.exists(self.full_path(path)))
 
     def list_files(self, directory: str) -> list[LakeFile]:
         """List the complete files directly in a directory, sorted by name (hidden and
         half-written files left out); an absent directory is empty."""
-        full = self._full(directory)
+        full = self.full_path(directory)
         if not self.fs.exists(full):
             return []
         found = []
@@ -77,18 +78,18 @@ class Lake:
         prefix = self.root.rstrip("/") + "/"
         return sorted(
             str(match)[len(prefix) :] if str(match).startswith(prefix) else str(match)
-            for match in self.fs.glob(self._full(pattern))
+            for match in self.fs.glob(self.full_path(pattern))
         )
 
     @contextmanager
     def open(self, path: str, mode: str = "rb") -> Iterator[IO[Any]]:
         """Open a file of the lake."""
-        with self.fs.open(self._full(path), mode) as handle:
+        with self.fs.open(self.full_path(path), mode) as handle:
             yield handle
 
     def makedirs(self, directory: str) -> None:
         """Create a directory and its parents if missing."""
-        self.fs.makedirs(self._full(directory), exist_ok=True)
+        self.fs.makedirs(self.full_path(directory), exist_ok=True)
 
     def put(self, local: Path, directory: str, name: str | None = None) -> str:
         """Copy a local file into a directory atomically: readers never see it half-written.
@@ -101,18 +102,18 @@ class Lake:
             raise FileExistsError(f"{self.uri(target)} already exists")
         self.makedirs(directory)
         partial = f"{target}.{uuid.uuid4().hex[:8]}._COPYING_"
-        self.fs.put_file(str(local), self._full(partial))
+        self.fs.put_file(str(local), self.full_path(partial))
         try:
-            self.fs.mv(self._full(partial), self._full(target))
+            self.fs.mv(self.full_path(partial), self.full_path(target))
         except BaseException:
-            self.fs.rm(self._full(partial))
+            self.fs.rm(self.full_path(partial))
             raise
         return target
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a small file whole."""
         self.makedirs(posixpath.dirname(path))
-        self.fs.pipe_file(self._full(path), data)
+        self.fs.pipe_file(self.full_path(path), data)
 
     def move(self, source: str, target: str) -> None:
         """Move a file, creating the target's directory; a file already moved is left alone,
@@ -120,9 +121,9 @@ class Lake:
         if not self.exists(source) and self.exists(target):
             return
         self.makedirs(posixpath.dirname(target))
-        self.fs.mv(self._full(source), self._full(target))
+        self.fs.mv(self.full_path(source), self.full_path(target))
 
     def remove_tree(self, directory: str) -> None:
         """Delete a directory and everything under it, if it exists."""
         if self.exists(directory):
-            self.fs.rm(self._full(directory), recursive=True)
+            self.fs.rm(self.full_path(directory), recursive=True)

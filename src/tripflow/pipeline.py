@@ -1,0 +1,218 @@
+"""claim -> process (Spark) -> load staging -> publish -> archive, used by the CLI and the DAG.
+
+Each step records its end on the batch, so `ingest` after a crash resumes every unfinished
+batch from the step it reached; every step can run twice without loading anything twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+
+from tripflow.config import Settings
+from tripflow.lake import PROCESSED, REJECTED, TRUSTED, Lake
+from tripflow.warehouse import ingestions
+from tripflow.warehouse.ingestions import Status
+from tripflow.warehouse.load import load_staging
+from tripflow.warehouse.publish import StagingLost, publish_batch
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from tripflow.spark.preprocess import PreprocessJob
+
+StepCallback = Callable[[int, str], None]
+
+
+class SparkJobError(RuntimeError):
+    """The Spark job failed."""
+
+
+class SparkRunner(Protocol):
+    """Something that runs the Spark preprocess job to completion."""
+
+    def run(self, job: PreprocessJob) -> None:
+        """Run the job; raise SparkJobError if it fails."""
+
+
+class SubmitRunner:
+    """Run the job with `spark-submit`, as a cluster would: master and memory from settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def command(self, job: PreprocessJob) -> list[str]:
+        """Return the spark-submit command line for a job."""
+        import pyspark
+
+        from tripflow.spark import preprocess
+
+        spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+        arguments = [
+            str(spark_submit),
+            "--master",
+            self.settings.spark_master,
+            "--driver-memory",
+            self.settings.spark_driver_memory,
+            "--conf",
+            "spark.ui.enabled=false",
+            str(Path(preprocess.__file__)),
+            "--master",
+            self.settings.spark_master,
+            "--batch-id",
+            str(job.batch_id),
+            "--trusted",
+            job.trusted_url,
+            "--rejected",
+            job.rejected_url,
+        ]
+        for file_id, url in sorted(job.files.items()):
+            arguments += ["--file", f"{file_id}={url}"]
+        return arguments
+
+    def run(self, job: PreprocessJob) -> None:
+        """Run spark-submit and wait for it."""
+        environment = {
+            **os.environ,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            # The job imports tripflow: its Python must be this environment's.
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
+        log = self.settings.home_dir / "logs" / f"spark-batch-{job.batch_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as output:
+            result = subprocess.run(
+                self.command(job), stdout=output, stderr=subprocess.STDOUT, env=environment
+            )
+        if result.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise SparkJobError(
+                f"Spark job for batch {job.batch_id} failed (exit {result.returncode}); "
+                f"full log: {log}\n{tail}"
+            )
+
+
+class SessionRunner:
+    """Run the job inside an existing Spark session (tests, notebooks)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def run(self, job: PreprocessJob) -> None:
+        """Run the job in the session."""
+        from tripflow.spark import preprocess
+
+        preprocess.run(self.spark, job)
+
+
+def trusted_dir(batch_id: int) -> str:
+    """Return the lake directory of a batch's trusted Parquet."""
+    return f"{TRUSTED}/batch={batch_id}"
+
+
+def rejected_dir(batch_id: int) -> str:
+    """Return the lake directory of a batch's rejected rows."""
+    return f"{REJECTED}/batch={batch_id}"
+
+
+def read_reports(lake: Lake, batch_id: int) -> list[dict[str, Any]]:
+    """Read the per-file counts the Spark job wrote beside the trusted Parquet."""
+    reports = []
+    for path in lake.glob(f"{trusted_dir(batch_id)}/_report/*.json"):
+        with lake.open(path, "rt") as handle:
+            reports += [json.loads(line) for line in handle if line.strip()]
+    return reports
+
+
+def process_batch(
+    conn: psycopg.Connection[Any], lake: Lake, runner: SparkRunner, batch_id: int
+) -> None:
+    """Run the Spark job over the batch's files and record its counts."""
+    from tripflow.spark.preprocess import PreprocessJob
+
+    batch = ingestions.get_batch(conn, batch_id)
+    job = PreprocessJob(
+        batch_id=batch_id,
+        files={item.file_id: lake.uri(item.landing_path) for item in batch.files},
+        trusted_url=lake.uri(trusted_dir(batch_id)),
+        rejected_url=lake.uri(rejected_dir(batch_id)),
+    )
+    runner.run(job)
+    reports = read_reports(lake, batch_id)
+    missing = {item.file_id for item in batch.files} - {report["file_id"] for report in reports}
+    if missing:
+        raise SparkJobError(f"Spark job for batch {batch_id} reported no counts for {missing}")
+    ingestions.record_reports(conn, batch_id, reports)
+
+
+def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
+    """Move the batch's files out of the landing dir into processed/<batch>/."""
+    for item in ingestions.get_batch(conn, batch_id).files:
+        if item.processed_path:
+            continue
+        target = posixpath.join(PROCESSED, str(batch_id), item.name)
+        lake.move(item.landing_path, target)
+        ingestions.record_archived(conn, item.file_id, target)
+    with conn.transaction():
+        ingestions.set_status(conn, batch_id, Status.DONE)
+
+
+def run_batch(
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: SparkRunner,
+    batch_id: int,
+    on_step: StepCallback | None = None,
+) -> None:
+    """Take one batch from wherever it stopped to done."""
+    steps: dict[Status, tuple[str, Callable[[], object]]] = {
+        Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id)),
+        Status.PROCESSED: (
+            "staging",
+            lambda: load_staging(conn, lake, batch_id, trusted_dir(batch_id)),
+        ),
+        Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id)),
+        Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),
+    }
+    while (status := ingestions.get_batch(conn, batch_id).status) != Status.DONE:
+        name, step = steps[status]
+        if on_step:
+            on_step(batch_id, name)
+        try:
+            step()
+        except StagingLost:
+            # The unlogged staging table lost its rows: load them again from the lake.
+            with conn.transaction():
+                ingestions.set_status(conn, batch_id, Status.PROCESSED)
+        except Exception as error:
+            ingestions.record_failure(conn, batch_id, f"{name}: {error}")
+            raise
+
+
+def ingest(
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: SparkRunner,
+    on_step: StepCallback | None = None,
+) -> list[int]:
+    """Finish unfinished batches, then claim and run the files waiting now; return the
+    batch ids touched."""
+    touched = []
+    for batch_id in ingestions.unfinished_batches(conn):
+        run_batch(conn, lake, runner, batch_id, on_step)
+        touched.append(batch_id)
+    batch = ingestions.claim_batch(conn, lake)
+    if batch is not None:
+        if on_step:
+            on_step(batch.batch_id, "claimed")
+        run_batch(conn, lake, runner, batch.batch_id, on_step)
+        touched.append(batch.batch_id)
+    return touched

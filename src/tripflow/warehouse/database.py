@@ -1,0 +1,42 @@
+"""Connections to the warehouse and its schema migrations."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from yoyo import get_backend, read_migrations
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection to the warehouse."""
+    return psycopg.connect(url, autocommit=autocommit, application_name="tripflow")
+
+
+def _yoyo_url(url: str) -> str:
+    # yoyo picks its driver from the URL scheme; ours is psycopg 3.
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if scheme in {"postgresql", "postgres"} else url
+
+
+def migrate(url: str) -> list[str]:
+    """Apply the migrations not yet applied, in order; return their ids."""
+    directory = Path(str(resources.files("tripflow.warehouse") / "migrations"))
+    backend = get_backend(_yoyo_url(url))
+    try:
+        migrations = read_migrations(str(directory))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [migration.id for migration in pending]
+    finally:
+        # yoyo leaves its connection open; an unclosed psycopg connection warns.
+        backend.connection.close()
+
+
+def applied_migrations(url: str) -> list[str]:
+    """Return the ids of the migrations applied to a database."""
+    with connect(url) as conn:
+        rows = conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY migration_id")
+        return [str(row[0]) for row in rows]

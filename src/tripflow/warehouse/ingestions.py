@@ -1,0 +1,219 @@
+"""Bookkeeping of ingestion batches and their files: claim, progress, counts, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tripflow.lake import LANDING, Lake
+from tripflow.warehouse.statements import load_sql
+
+CHANNEL = "tripflow_ingestion"
+_CHECKSUM_CHUNK = 8 * 1024 * 1024
+
+
+class Status(StrEnum):
+    """The last step a batch finished, in pipeline order."""
+
+    CLAIMED = "claimed"
+    PROCESSED = "processed"
+    STAGED = "staged"
+    PUBLISHED = "published"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """One claimed file."""
+
+    file_id: int
+    name: str
+    landing_path: str
+    processed_path: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch and its files."""
+
+    batch_id: int
+    status: Status
+    files: list[BatchFile]
+
+
+def checksum(lake: Lake, path: str) -> str:
+    """Return the SHA-256 of a lake file, read in chunks."""
+    digest = hashlib.sha256()
+    with lake.open(path) as handle:
+        while chunk := handle.read(_CHECKSUM_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def claim_batch(conn: psycopg.Connection[Any], lake: Lake) -> Batch | None:
+    """Claim every complete file waiting in the landing dir as a new batch, or None.
+
+    A file already held by an unfinished batch is left to that batch, so no file is ever
+    claimed twice, even by two claims running at once."""
+    waiting = {
+        row[0]
+        for row in conn.execute(
+            "SELECT landing_path FROM ingestion_file WHERE processed_path IS NULL"
+        ).fetchall()
+    }
+    conn.commit()
+    candidates = [item for item in lake.list_files(LANDING) if item.path not in waiting]
+    if not candidates:
+        return None
+    sums = {item.path: checksum(lake, item.path) for item in candidates}
+    with conn.transaction():
+        batch_id = conn.execute(
+            "INSERT INTO ingestion_batch DEFAULT VALUES RETURNING batch_id"
+        ).fetchone()[0]  # type: ignore[index]
+        claimed = 0
+        for item in candidates:
+            row = conn.execute(
+                load_sql("claim_file"),
+                {
+                    "batch_id": batch_id,
+                    "name": item.name,
+                    "landing_path": item.path,
+                    "size_bytes": item.size,
+                    "checksum": sums[item.path],
+                },
+            ).fetchone()
+            claimed += row is not None
+        if not claimed:
+            conn.execute("DELETE FROM ingestion_batch WHERE batch_id = %s", (batch_id,))
+            return None
+        conn.execute(
+            "UPDATE ingestion_batch SET files = %s WHERE batch_id = %s", (claimed, batch_id)
+        )
+        notify(conn, batch_id)
+    return get_batch(conn, batch_id)
+
+
+def get_batch(conn: psycopg.Connection[Any], batch_id: int) -> Batch:
+    """Read a batch and its files."""
+    status = conn.execute(
+        "SELECT status FROM ingestion_batch WHERE batch_id = %s", (batch_id,)
+    ).fetchone()
+    if status is None:
+        raise LookupError(f"no ingestion batch {batch_id}")
+    files = [
+        BatchFile(*row)
+        for row in conn.execute(
+            "SELECT file_id, name, landing_path, processed_path, status FROM ingestion_file"
+            " WHERE batch_id = %s ORDER BY file_id",
+            (batch_id,),
+        )
+    ]
+    conn.commit()
+    return Batch(batch_id, Status(status[0]), files)
+
+
+def unfinished_batches(conn: psycopg.Connection[Any]) -> list[int]:
+    """Return the ids of batches a crash or failure left before `done`, oldest first."""
+    rows = conn.execute(
+        "SELECT batch_id FROM ingestion_batch WHERE status <> 'done' ORDER BY batch_id"
+    ).fetchall()
+    conn.commit()
+    return [row[0] for row in rows]
+
+
+def set_status(conn: psycopg.Connection[Any], batch_id: int, status: Status) -> None:
+    """Record that a batch finished a step (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE ingestion_batch SET status = %s, error = NULL, updated_at = now(),"
+        " finished_at = CASE WHEN %s = 'done' THEN now() END WHERE batch_id = %s",
+        (status.value, status.value, batch_id),
+    )
+    notify(conn, batch_id)
+
+
+def notify(conn: psycopg.Connection[Any], batch_id: int) -> None:
+    """Push the batch's state to listeners of the ingestion channel (sent on commit)."""
+    conn.execute(
+        "SELECT pg_notify(%s, json_build_object("
+        "'batch_id', batch_id, 'status', status, 'files', files, 'rows_read', rows_read,"
+        " 'rows_loaded', rows_loaded, 'rows_rejected', rows_rejected,"
+        " 'rows_duplicate', rows_duplicate, 'error', error)::text)"
+        " FROM ingestion_batch WHERE batch_id = %s",
+        (CHANNEL, batch_id),
+    )
+
+
+def record_failure(conn: psycopg.Connection[Any], batch_id: int, error: str) -> None:
+    """Keep a step's error on the batch; the batch stays where it was, to be resumed."""
+    conn.rollback()
+    with conn.transaction():
+        conn.execute(
+            "UPDATE ingestion_batch SET error = %s, attempts = attempts + 1, updated_at = now()"
+            " WHERE batch_id = %s",
+            (error, batch_id),
+        )
+        notify(conn, batch_id)
+
+
+def record_reports(
+    conn: psycopg.Connection[Any], batch_id: int, reports: list[dict[str, Any]]
+) -> None:
+    """Store the Spark job's per-file counts and mark the batch processed."""
+    with conn.transaction():
+        for report in reports:
+            header_error = report.get("header_error")
+            conn.execute(
+                "UPDATE ingestion_file SET rows_read = %s, rows_rejected = %s,"
+                " rows_duplicate = %s, rows_loaded = 0, error = %s,"
+                " status = CASE WHEN %s THEN 'rejected' ELSE 'claimed' END"
+                " WHERE file_id = %s AND batch_id = %s",
+                (
+                    report["rows_read"],
+                    report["rows_rejected"],
+                    report["rows_duplicate"],
+                    header_error,
+                    header_error is not None,
+                    report["file_id"],
+                    batch_id,
+                ),
+            )
+        set_status(conn, batch_id, Status.PROCESSED)
+
+
+def record_archived(conn: psycopg.Connection[Any], file_id: int, processed_path: str) -> None:
+    """Record where a file went once it left the landing dir."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE ingestion_file SET processed_path = %s, finished_at = now() WHERE file_id = %s",
+            (processed_path, file_id),
+        )
+
+
+def batch_summary(conn: psycopg.Connection[Any], batch_id: int) -> dict[str, Any]:
+    """Return a batch with its counts and files, as plain values."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        batch = cursor.execute(
+            "SELECT * FROM ingestion_batch WHERE batch_id = %s", (batch_id,)
+        ).fetchone()
+        files = cursor.execute(
+            "SELECT file_id, name, status, rows_read, rows_loaded, rows_rejected,"
+            " rows_duplicate, same_as_file_id, error, processed_path"
+            " FROM ingestion_file WHERE batch_id = %s ORDER BY file_id",
+            (batch_id,),
+        ).fetchall()
+    conn.commit()
+    if batch is None:
+        raise LookupError(f"no ingestion batch {batch_id}")
+    return {**batch, "files": files}
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """Render a batch summary as JSON."""
+    return json.dumps(summary, default=str, indent=2)

@@ -1,0 +1,259 @@
+"""The pipeline on a real PostGIS and a real Spark session: claim, Spark, staging, publish."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.dataset as pads
+import pytest
+
+from tests.conftest import SAMPLE
+from tripflow import pipeline
+from tripflow.config import Settings
+from tripflow.lake import LANDING, Lake
+from tripflow.warehouse import ingestions
+from tripflow.warehouse.database import connect
+from tripflow.warehouse.load import load_staging
+from tripflow.warehouse.publish import publish_batch
+
+HEADER = "region,origin_coord,destination_coord,datetime,datasource"
+
+
+@pytest.fixture
+def lake(settings: Settings) -> Lake:
+    return Lake(settings.lake_root)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(database_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def runner(spark: Any) -> pipeline.SessionRunner:
+    return pipeline.SessionRunner(spark)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, *params: object) -> Any:
+    row = conn.execute(query, params).fetchone()
+    conn.commit()
+    assert row is not None
+    return row[0]
+
+
+def write(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def batch_row(conn: psycopg.Connection[Any], batch_id: int) -> dict[str, Any]:
+    return ingestions.batch_summary(conn, batch_id)
+
+
+def test_ingests_sample_into_tripdata_with_valid_geometries(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
+) -> None:
+    lake.put(SAMPLE, LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+    assert scalar(
+        conn,
+        "SELECT count(*) FROM tripdata WHERE ST_IsValid(origin_coord)"
+        " AND ST_IsValid(destination_coord) AND ST_SRID(origin_coord) = 4326"
+        " AND GeometryType(destination_coord) = 'POINT' AND batch_id = %s",
+        batch_id,
+    ) == 100
+    with SAMPLE.open() as handle:
+        first = next(csv.DictReader(handle))
+    stored = conn.execute(
+        "SELECT ST_AsText(origin_coord), ST_AsText(destination_coord), datetime::text"
+        " FROM tripdata WHERE region = %s AND datasource = %s AND datetime = %s",
+        (first["region"], first["datasource"], first["datetime"]),
+    ).fetchone()
+    assert stored == (
+        first["origin_coord"].replace("POINT (", "POINT("),
+        first["destination_coord"].replace("POINT (", "POINT("),
+        first["datetime"],
+    )
+    summary = batch_row(conn, batch_id)
+    assert summary["status"] == "done"
+    assert (summary["rows_read"], summary["rows_loaded"]) == (100, 100)
+    assert (summary["rows_rejected"], summary["rows_duplicate"]) == (0, 0)
+    assert scalar(conn, "SELECT count(*) FROM staging_tripdata") == 0
+    assert lake.list_files(LANDING) == []
+    assert lake.exists(f"data/processed/tripdata/{batch_id}/trips.csv")
+
+
+def test_ingesting_the_same_file_again_stores_nothing_new(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
+) -> None:
+    lake.put(SAMPLE, LANDING)
+    (first,) = pipeline.ingest(conn, lake, runner)
+    lake.put(SAMPLE, LANDING)
+
+    (second,) = pipeline.ingest(conn, lake, runner)
+
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+    summary = batch_row(conn, second)
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_duplicate"]) == (
+        100,
+        0,
+        100,
+    )
+    assert summary["files"][0]["same_as_file_id"] == batch_row(conn, first)["files"][0]["file_id"]
+    assert scalar(conn, "SELECT count(*) FROM tripdata WHERE batch_id = %s", second) == 0
+
+
+def test_rejects_bad_rows_with_reasons_and_counts_add_up(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner, tmp_path: Path
+) -> None:
+    good = "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40,funny_car"
+    path = write(
+        tmp_path / "mixed.csv",
+        HEADER,
+        good,
+        good,
+        "Prague,POINT (14.4 95.0),POINT (14.5 50.1),2018-05-28 09:03:40,funny_car",
+        "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-02-30 09:03:40,funny_car",
+        "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40",
+        "Turin,POINT (7.6 45.0),POINT (7.7 45.1),2018-05-21 02:54:04,baba_car",
+    )
+    lake.put(path, LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    summary = batch_row(conn, batch_id)
+    assert (
+        summary["rows_read"],
+        summary["rows_loaded"],
+        summary["rows_rejected"],
+        summary["rows_duplicate"],
+    ) == (6, 2, 3, 1)
+    assert summary["rows_read"] == (
+        summary["rows_loaded"] + summary["rows_rejected"] + summary["rows_duplicate"]
+    )
+    rejected = (
+        pads.dataset(
+            lake.full_path(pipeline.rejected_dir(batch_id)), filesystem=lake.fs, format="parquet"
+        )
+        .to_table()
+        .to_pylist()
+    )
+    assert sorted((row["line"], row["reason"]) for row in rejected) == [
+        (4, "origin_out_of_range"),
+        (5, "bad_datetime"),
+        (6, "wrong_field_count"),
+    ]
+    assert {row["raw"] for row in rejected if row["line"] == 6} == {
+        "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40"
+    }
+
+
+def test_rejects_a_file_with_a_wrong_header_whole_and_loads_the_others(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner, tmp_path: Path
+) -> None:
+    bad = write(
+        tmp_path / "bad.csv",
+        "region,origin,destination_coord,datetime,datasource",
+        "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40,funny_car",
+    )
+    lake.put(bad, LANDING)
+    lake.put(SAMPLE, LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    files = {item["name"]: item for item in batch_row(conn, batch_id)["files"]}
+    assert files["bad.csv"]["status"] == "rejected"
+    assert "origin_coord" in files["bad.csv"]["error"]
+    assert files["bad.csv"]["rows_loaded"] == 0
+    assert files["trips.csv"]["rows_loaded"] == 100
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+    assert lake.exists(f"data/processed/tripdata/{batch_id}/bad.csv")
+
+
+@pytest.mark.parametrize("crash_after", ["spark", "staging", "publish"])
+def test_rerun_after_a_crash_stores_each_trip_once(
+    crash_after: str,
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: pipeline.SessionRunner,
+) -> None:
+    lake.put(SAMPLE, LANDING)
+    batch = ingestions.claim_batch(conn, lake)
+    assert batch is not None
+    pipeline.process_batch(conn, lake, runner, batch.batch_id)
+    if crash_after in ("staging", "publish"):
+        load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
+    if crash_after == "publish":
+        publish_batch(conn, batch.batch_id)
+
+    assert pipeline.ingest(conn, lake, runner) == [batch.batch_id]
+    assert pipeline.ingest(conn, lake, runner) == []
+
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+    summary = batch_row(conn, batch.batch_id)
+    assert (summary["status"], summary["rows_loaded"], summary["rows_duplicate"]) == (
+        "done",
+        100,
+        0,
+    )
+
+
+def test_reloads_staging_lost_by_a_server_crash(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
+) -> None:
+    lake.put(SAMPLE, LANDING)
+    batch = ingestions.claim_batch(conn, lake)
+    assert batch is not None
+    pipeline.process_batch(conn, lake, runner, batch.batch_id)
+    load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
+    # What crash recovery does to an unlogged table.
+    conn.execute("TRUNCATE staging_tripdata")
+    conn.commit()
+
+    pipeline.ingest(conn, lake, runner)
+
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+
+
+def test_a_file_is_claimed_by_one_batch_only(conn: psycopg.Connection[Any], lake: Lake) -> None:
+    lake.put(SAMPLE, LANDING)
+
+    first = ingestions.claim_batch(conn, lake)
+    second = ingestions.claim_batch(conn, lake)
+
+    assert first is not None and len(first.files) == 1
+    assert second is None
+
+
+def test_ignores_files_still_being_written(conn: psycopg.Connection[Any], lake: Lake) -> None:
+    lake.write_bytes(f"{LANDING}/trips.csv._COPYING_", SAMPLE.read_bytes())
+    lake.write_bytes(f"{LANDING}/.hidden.csv", SAMPLE.read_bytes())
+    lake.write_bytes(f"{LANDING}/upload.tmp", SAMPLE.read_bytes())
+
+    assert ingestions.claim_batch(conn, lake) is None
+
+
+def test_pushes_each_status_change_to_listeners(
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: pipeline.SessionRunner,
+    database_url: str,
+) -> None:
+    with connect(database_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {ingestions.CHANNEL}")
+        lake.put(SAMPLE, LANDING)
+        pipeline.ingest(conn, lake, runner)
+        statuses = [
+            json.loads(note.payload)["status"]
+            for note in listener.notifies(timeout=2, stop_after=5)
+        ]
+    assert statuses == ["claimed", "processed", "staged", "published", "done"]

@@ -1,0 +1,45 @@
+"""Settings: defaults, environment, and documentation."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tripflow.config import Settings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    documented = set(re.findall(r"^(TRIPFLOW_[A-Z_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    declared = {f"TRIPFLOW_{name.upper()}" for name in Settings.model_fields}
+    assert documented == declared
+
+
+def test_env_example_shows_the_defaults() -> None:
+    shown = dict(re.findall(r"^(TRIPFLOW_[A-Z_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    defaults = Settings(_env_file=None)
+    for name, value in shown.items():
+        default = getattr(defaults, name.removeprefix("TRIPFLOW_").lower())
+        assert (str(default) if default is not None else "") == value, name
+
+
+def test_lake_defaults_to_a_directory_under_the_home(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path)
+    assert settings.lake_root == (tmp_path / "lake").as_uri()
+
+
+def test_reads_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIPFLOW_API_PORT", "6000")
+    monkeypatch.setenv("TRIPFLOW_LAKE_URL", "hdfs://127.0.0.1:8020/")
+    settings = Settings(_env_file=None)
+    assert settings.api_port == 6000
+    assert settings.lake_root == "hdfs://127.0.0.1:8020"
+
+
+def test_an_external_database_url_turns_off_the_managed_cluster() -> None:
+    settings = Settings(_env_file=None, database_url="postgresql://u:p@db:5432/trips")
+    assert not settings.manages_database
+    assert settings.database_dsn == "postgresql://u:p@db:5432/trips"
