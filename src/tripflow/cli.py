@@ -130,7 +130,7 @@ def ingest(
                     progress.update(current["task"], completed=1, total=1)
         summaries = [batch_summary(conn, batch_id) for batch_id in batch_ids]
     if as_json:
-        console.print_json(json.dumps(summaries, default=str))
+        print(json.dumps(summaries, default=str, indent=2))
     elif not summaries:
         console.print(f"nothing to ingest: no files waiting in {lake.uri(LANDING)}")
     for summary in summaries:
