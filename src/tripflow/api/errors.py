@@ -1,0 +1,107 @@
+"""RFC 9457 problem documents for every error the API answers, never an HTML page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from flask import Flask, Response, current_app
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from tripflow.api.params import ParamError
+from tripflow.weeks import SpanTooLongError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+INVALID_PARAMETERS = "urn:tripflow:problem:invalid-parameters"
+DATABASE_UNAVAILABLE = "urn:tripflow:problem:database-unavailable"
+INTERNAL_ERROR = "urn:tripflow:problem:internal-error"
+
+logger = logging.getLogger(__name__)
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    response = Response(
+        current_app.json.dumps(body) + "\n", status=status, mimetype=PROBLEM_MEDIA_TYPE
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _invalid_params(error: ParamError) -> Response:
+    names = ", ".join(dict.fromkeys(item.name for item in error.invalid))
+    return problem(
+        400,
+        "Invalid query parameters",
+        f"The query string has invalid parameters: {names}.",
+        type_=INVALID_PARAMETERS,
+        invalid_params=[{"name": item.name, "reason": item.reason} for item in error.invalid],
+    )
+
+
+def _span_too_long(error: SpanTooLongError) -> Response:
+    # Reached when one end of the range is open and the data stretch it past the cap.
+    return problem(
+        400,
+        "Invalid query parameters",
+        str(error),
+        type_=INVALID_PARAMETERS,
+        invalid_params=[{"name": "from", "reason": str(error)}],
+    )
+
+
+def _http_error(error: HTTPException) -> Response:
+    code = error.code or 500
+    headers = {}
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return problem(
+        code,
+        error.name,
+        error.description or error.name,
+        headers=headers,
+    )
+
+
+def _database_unavailable(error: Exception) -> Response:
+    logger.warning("database unavailable: %s", error)
+    return problem(
+        503,
+        "Database unavailable",
+        "The trip database cannot be reached right now; try again shortly.",
+        type_=DATABASE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _internal_error(error: Exception) -> Response:
+    logger.exception("unhandled error", exc_info=error)
+    return problem(
+        500,
+        "Internal Server Error",
+        "The server failed to answer this request; the error has been logged.",
+        type_=INTERNAL_ERROR,
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every error of the application answer with a problem document."""
+    app.register_error_handler(ParamError, _invalid_params)
+    app.register_error_handler(SpanTooLongError, _span_too_long)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(PoolTimeout, _database_unavailable)
+    app.register_error_handler(psycopg.OperationalError, _database_unavailable)
+    app.register_error_handler(Exception, _internal_error)

@@ -1,0 +1,49 @@
+"""The API about itself: the endpoint index, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from tripflow.api.database import get_database
+from tripflow.api.openapi import ENDPOINTS, build_openapi
+from tripflow.api.params import reject_any
+from tripflow.warehouse import queries
+
+blueprint = Blueprint("meta", __name__)
+
+
+@blueprint.get("/")
+def index() -> dict[str, Any]:
+    """List the endpoints with one-line descriptions and example URLs."""
+    reject_any(request.args.to_dict(flat=False))
+    root = request.host_url.rstrip("/")
+    return {
+        "name": "tripflow",
+        "openapi": root + "/openapi.json",
+        "endpoints": [
+            {
+                "path": endpoint.path,
+                "description": endpoint.summary,
+                "example": root + endpoint.example,
+            }
+            for endpoint in ENDPOINTS
+        ],
+    }
+
+
+@blueprint.get("/health")
+def health() -> dict[str, Any]:
+    """Report whether the database and PostGIS answer."""
+    reject_any(request.args.to_dict(flat=False))
+    with get_database().connection() as conn:
+        postgis = queries.check_health(conn)
+    return {"status": "ok", "database": "ok", "postgis": postgis}
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document."""
+    reject_any(request.args.to_dict(flat=False))
+    return build_openapi(request.script_root + "/")

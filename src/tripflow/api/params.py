@@ -1,0 +1,186 @@
+"""Strict parsing of query strings: every mistake is named, none reaches the database."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from tripflow.records import MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
+from tripflow.weeks import AreaQuery, BBox, Match, SpanTooLongError, range_span
+
+AREA_PARAMETERS = ("bbox", "region", "datasource", "from", "to", "match")
+INGESTION_PARAMETERS = ("limit",)
+DEFAULT_INGESTION_LIMIT = 50
+MAX_INGESTION_LIMIT = 1000
+
+# A plain decimal number: float() alone would also take "nan", "inf" and "1_0".
+_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}$")
+_INTEGER = re.compile(r"^\d{1,9}$")
+
+QueryArgs = Mapping[str, Sequence[str]]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class InvalidParam:
+    """One rejected query parameter and the reason."""
+
+    name: str
+    reason: str
+
+
+class ParamError(ValueError):
+    """A request's query string breaks the rules; carries every broken rule."""
+
+    def __init__(self, invalid: Sequence[InvalidParam]) -> None:
+        super().__init__("; ".join(f"{item.name}: {item.reason}" for item in invalid))
+        self.invalid = list(invalid)
+
+
+def check_names(args: QueryArgs, allowed: Collection[str]) -> list[InvalidParam]:
+    """Return a problem for every unknown or repeated parameter name."""
+    problems = []
+    expected = ", ".join(allowed) if allowed else "none"
+    for name, values in args.items():
+        if name not in allowed:
+            problems.append(
+                InvalidParam(name, f"unknown parameter; this endpoint takes: {expected}")
+            )
+        elif len(values) > 1:
+            problems.append(InvalidParam(name, f"given {len(values)} times; give it at most once"))
+    return problems
+
+
+def reject_any(args: QueryArgs, allowed: Collection[str] = ()) -> None:
+    """Raise ParamError if the query string has unknown or repeated parameters."""
+    problems = check_names(args, allowed)
+    if problems:
+        raise ParamError(problems)
+
+
+def _single(args: QueryArgs, name: str) -> str | None:
+    values = args.get(name)
+    return values[0] if values and len(values) == 1 else None
+
+
+def parse_bbox(text: str) -> BBox:
+    """Parse `min_lon,min_lat,max_lon,max_lat` into a BBox, or raise ValueError saying why."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError(
+            f"must be 4 comma-separated numbers min_lon,min_lat,max_lon,max_lat; got {len(parts)}"
+        )
+    names = ("min_lon", "min_lat", "max_lon", "max_lat")
+    numbers = []
+    for name, part in zip(names, parts, strict=True):
+        if not _NUMBER.match(part):
+            raise ValueError(f"{name} {part!r} is not a decimal number")
+        number = float(part)
+        if not math.isfinite(number):
+            raise ValueError(f"{name} {part!r} is not a finite number")
+        numbers.append(number)
+    min_lon, min_lat, max_lon, max_lat = numbers
+    for name, value in (("min_lon", min_lon), ("max_lon", max_lon)):
+        if not MIN_LON <= value <= MAX_LON:
+            raise ValueError(f"{name} {value:g} is outside [-180, 180]")
+    for name, value in (("min_lat", min_lat), ("max_lat", max_lat)):
+        if not MIN_LAT <= value <= MAX_LAT:
+            raise ValueError(f"{name} {value:g} is outside [-90, 90]")
+    if min_lon > max_lon:
+        raise ValueError(f"min_lon {min_lon:g} is greater than max_lon {max_lon:g}")
+    if min_lat > max_lat:
+        raise ValueError(f"min_lat {min_lat:g} is greater than max_lat {max_lat:g}")
+    return BBox(min_lon, min_lat, max_lon, max_lat)
+
+
+def parse_moment(text: str) -> datetime:
+    """Parse `YYYY-MM-DD` or `YYYY-MM-DD[T ]HH:MM:SS` into a naive datetime."""
+    text = text.strip()
+    if _DATE.match(text):
+        try:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a calendar date") from None
+    if _DATETIME.match(text):
+        try:
+            return datetime.strptime(text.replace("T", " "), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise ValueError(f"{text!r} is not a valid date and time") from None
+    raise ValueError(f"{text!r} is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD HH:MM:SS")
+
+
+def _parse_text(value: str) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise ValueError("must not be empty")
+    return cleaned
+
+
+def parse_area_query(args: QueryArgs) -> AreaQuery:
+    """Parse a weekly-average query string into an AreaQuery, or raise ParamError."""
+    problems = check_names(args, AREA_PARAMETERS)
+    failed = {problem.name for problem in problems}
+
+    def read(name: str, parse: Callable[[str], _T]) -> _T | None:
+        text = _single(args, name)
+        if text is None or name in failed:
+            return None
+        try:
+            return parse(text)
+        except ValueError as error:
+            problems.append(InvalidParam(name, str(error)))
+            failed.add(name)
+            return None
+
+    bbox = read("bbox", parse_bbox)
+    region = read("region", _parse_text)
+    datasource = read("datasource", _parse_text)
+    start = read("from", parse_moment)
+    end = read("to", parse_moment)
+    match = read("match", _parse_match)
+    if start is not None and end is not None:
+        if start >= end:
+            problems.append(InvalidParam("to", f"must be later than from ({start.isoformat()})"))
+        else:
+            try:
+                range_span(start, end)
+            except SpanTooLongError as error:
+                problems.append(InvalidParam("to", str(error)))
+    if problems:
+        raise ParamError(problems)
+    return AreaQuery(
+        bbox=bbox,
+        region=region,
+        datasource=datasource,
+        start=start,
+        end=end,
+        match=match if match is not None else Match.BOTH,
+    )
+
+
+def _parse_match(text: str) -> Match:
+    try:
+        return Match(text.strip())
+    except ValueError:
+        allowed = ", ".join(str(mode) for mode in Match)
+        raise ValueError(f"{text!r} is not one of {allowed}") from None
+
+
+def parse_ingestion_limit(args: QueryArgs) -> int:
+    """Parse the ingestion listing's query string into its `limit`, or raise ParamError."""
+    reject_any(args, INGESTION_PARAMETERS)
+    text = _single(args, "limit")
+    if text is None:
+        return DEFAULT_INGESTION_LIMIT
+    text = text.strip()
+    if not _INTEGER.match(text) or not 1 <= int(text) <= MAX_INGESTION_LIMIT:
+        raise ParamError(
+            [InvalidParam("limit", f"must be a whole number from 1 to {MAX_INGESTION_LIMIT}")]
+        )
+    return int(text)
