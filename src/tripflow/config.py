@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         """Return the lake URL, defaulting to a directory under the home."""
         if self.lake_url:
             return self.lake_url.rstrip("/")
-        return (self.home_dir / "lake").as_uri()
+        # Not Path.as_uri(): Spark takes the URL literally and would look for "%20".
+        return f"file://{self.home_dir / 'lake'}"
 
     @property
     def manages_database(self) -> bool:

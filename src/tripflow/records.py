@@ -24,8 +24,9 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_LON, MAX_LON = -180.0, 180.0
 MIN_LAT, MAX_LAT = -90.0, 90.0
 
-_POINT = re.compile(POINT_PATTERN.replace("^(?i)", "^"), re.IGNORECASE)
-_DATETIME = re.compile(DATETIME_PATTERN)
+# ASCII: Java regex classes (\s, \d) match ASCII only; Python must agree with Spark.
+_POINT = re.compile(POINT_PATTERN.replace("^(?i)", "^"), re.IGNORECASE | re.ASCII)
+_DATETIME = re.compile(DATETIME_PATTERN, re.ASCII)
 
 
 class Reason(StrEnum):

@@ -64,13 +64,16 @@ def test_ingests_sample_into_tripdata_with_valid_geometries(
     (batch_id,) = pipeline.ingest(conn, lake, runner)
 
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
-    assert scalar(
-        conn,
-        "SELECT count(*) FROM tripdata WHERE ST_IsValid(origin_coord)"
-        " AND ST_IsValid(destination_coord) AND ST_SRID(origin_coord) = 4326"
-        " AND GeometryType(destination_coord) = 'POINT' AND batch_id = %s",
-        batch_id,
-    ) == 100
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM tripdata WHERE ST_IsValid(origin_coord)"
+            " AND ST_IsValid(destination_coord) AND ST_SRID(origin_coord) = 4326"
+            " AND GeometryType(destination_coord) = 'POINT' AND batch_id = %s",
+            batch_id,
+        )
+        == 100
+    )
     with SAMPLE.open() as handle:
         first = next(csv.DictReader(handle))
     stored = conn.execute(

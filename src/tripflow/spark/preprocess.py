@@ -1,0 +1,639 @@
+"""The Spark job: validate a batch of trip CSV files into typed, de-duplicated Parquet.
+
+Run it with `spark-submit src/tripflow/spark/preprocess.py --batch-id 1 --trusted URL
+--rejected URL --file 1=URL ...`, or import it and call `run(spark, job)`.
+
+The job reads its input three times, each time in parallel and never on the driver:
+  1. an aggregation per (file, block) gives each block's first row id and line count (hence
+     exact line numbers), each file's header, its blank lines and rows_read;
+  2. the trusted write (validate, de-duplicate, write Parquet);
+  3. the rejected write (validate, write the rejected rows).
+Valid and rejected counts come from the file_id column of the Parquet just written, not from
+another pass over the CSV; duplicates are the rest of rows_read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import posixpath
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+)
+
+from tripflow import records
+from tripflow.records import COLUMNS, HeaderError, Reason
+from tripflow.spark.session import build_session
+
+TRUSTED_SCHEMA = StructType(
+    [
+        StructField("trip_key", StringType()),
+        StructField("region", StringType()),
+        StructField("origin_lon", DoubleType()),
+        StructField("origin_lat", DoubleType()),
+        StructField("destination_lon", DoubleType()),
+        StructField("destination_lat", DoubleType()),
+        StructField("datetime", TimestampNTZType()),
+        StructField("datasource", StringType()),
+        StructField("file_id", LongType()),
+    ]
+)
+REJECTED_SCHEMA = StructType(
+    [
+        StructField("file_id", LongType()),
+        StructField("file", StringType()),
+        StructField("line", LongType()),
+        StructField("raw", StringType()),
+        StructField("reason", StringType()),
+    ]
+)
+REPORT_SCHEMA = StructType(
+    [
+        StructField("file_id", LongType()),
+        StructField("rows_read", LongType()),
+        StructField("rows_valid", LongType()),
+        StructField("rows_rejected", LongType()),
+        StructField("rows_duplicate", LongType()),
+        StructField("header_error", StringType()),
+    ]
+)
+# Per (file, block) facts the driver sends back to every task: line offsets, the file's id
+# and URL, and where each contract column sits in that file's header.
+BLOCK_SCHEMA = StructType(
+    [
+        StructField("source", StringType()),
+        StructField("block", LongType()),
+        StructField("file_id", LongType()),
+        StructField("url", StringType()),
+        StructField("first_row_id", LongType()),
+        StructField("lines_before", LongType()),
+        *(StructField(f"{column}_at", IntegerType()) for column in COLUMNS),
+    ]
+)
+
+# Joins the natural key's parts before hashing: a control character no trip text contains.
+KEY_SEPARATOR = "\u001f"
+EMPTY_FILE_ERROR = "empty file: no header line"
+
+# Every character Python's str.strip() removes, as a Java regex class: records.py trims with
+# str.strip(), and Spark's trim() only removes spaces. All of them lie in the BMP.
+_WHITESPACE = (
+    "["
+    + "".join(f"\\u{ord(char):04x}" for char in map(chr, range(0x10000)) if char.isspace())
+    + "]"
+)
+_MALFORMED = "_malformed"
+# RFC 4180 quoting as Python's csv module reads it: "" inside quotes is one quote (Spark's
+# default escape is a backslash), and spaces around fields are kept for the rules to judge.
+_CSV_OPTIONS = {
+    "sep": ",",
+    "quote": '"',
+    "escape": '"',
+    "ignoreLeadingWhiteSpace": "false",
+    "ignoreTrailingWhiteSpace": "false",
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": _MALFORMED,
+}
+# One field per contract column plus the corrupt-record column: the CSV parser fills it with
+# the raw line whenever the line has more or fewer fields than the schema, so a wrong field
+# count is never padded or cut silently.
+_CSV_SCHEMA = ", ".join(
+    [*(f"f{index} STRING" for index in range(len(COLUMNS))), f"{_MALFORMED} STRING"]
+)
+# The CSV parser (univocity) aborts the whole task on a line with more fields than this, its
+# default limit; lines with that many commas are rejected before they reach it.
+_MAX_PARSED_FIELDS = 20480
+# Characters that make Hadoop treat a path as a glob pattern (Spark's isGlobPath).
+_GLOB_CHARACTERS = "\\{}[]*?"
+
+
+@dataclass(frozen=True)
+class PreprocessJob:
+    """One batch to preprocess: its files (file_id -> full URL) and where the output goes."""
+
+    batch_id: int
+    files: dict[int, str]
+    trusted_url: str
+    rejected_url: str
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ValueError("a preprocess job needs at least one file")
+        locations = [_hadoop_location(url) for url in self.files.values()]
+        if len(set(locations)) != len(locations):
+            raise ValueError("a preprocess job lists the same file twice")
+
+    @property
+    def report_url(self) -> str:
+        """Return where the per-file report (JSON lines) is written."""
+        return self.trusted_url.rstrip("/") + "/_report"
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one file: rows_read = rows_valid + rows_rejected + rows_duplicate."""
+
+    file_id: int
+    rows_read: int
+    rows_valid: int
+    rows_rejected: int
+    rows_duplicate: int
+    header_error: str | None = None
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    """The lines Spark read from one block (input split) of one file."""
+
+    source: str
+    block: int
+    first_row_id: int
+    lines: int
+    blank_lines: int
+    first_line: str
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One file of the job after its header was read: columns, line offsets, counts."""
+
+    file_id: int
+    url: str
+    rows_read: int
+    positions: dict[str, int] | None
+    header_error: str | None
+    # (source, block, first_row_id, lines_before) of each block, in file order.
+    blocks: list[tuple[str, int, int, int]] = field(default_factory=list)
+
+
+# --- pure DataFrame transforms -------------------------------------------------------------
+
+
+def tag_lines(text: DataFrame) -> DataFrame:
+    """Tag each line of a text scan with its source file, block and a row id growing along it."""
+    # These must be computed straight over the scan: the file and block come from the task's
+    # current input split, and the row ids are consecutive within a split only there.
+    return text.select(
+        F.input_file_name().alias("source"),
+        F.input_file_block_start().alias("block"),
+        F.monotonically_increasing_id().alias("row_id"),
+        F.col("value").alias("raw"),
+    )
+
+
+def is_blank(text: Column) -> Column:
+    """Tell whether a text is empty or whitespace only (as Python's str.strip() sees it)."""
+    return text.rlike(f"\\A{_WHITESPACE}*\\z")
+
+
+def strip(text: Column) -> Column:
+    """Remove leading and trailing whitespace exactly as Python's str.strip() does."""
+    return F.regexp_replace(text, f"\\A{_WHITESPACE}+|{_WHITESPACE}+\\z", "")
+
+
+def summarise_blocks(lines: DataFrame) -> DataFrame:
+    """Count the lines of each (file, block) and give its first row id, first line and blanks."""
+    return lines.groupBy("source", "block").agg(
+        F.min("row_id").alias("first_row_id"),
+        F.count(F.lit(1)).alias("lines"),
+        F.sum(F.when(is_blank(F.col("raw")), 1).otherwise(0)).alias("blank_lines"),
+        F.min_by("raw", "row_id").alias("first_line"),
+    )
+
+
+def number_lines(lines: DataFrame, blocks: DataFrame) -> DataFrame:
+    """Give each data line of the files in `blocks` its file_id, URL and 1-based line number.
+
+    Headers and blank lines are left out, and so are files missing from `blocks` (those whose
+    header is wrong)."""
+    # Row ids grow by one per line within a block, so a line's number is the lines of the
+    # file's earlier blocks plus its distance from the block's first row id.
+    numbered = lines.join(F.broadcast(blocks), on=["source", "block"], how="inner").select(
+        F.col("file_id"),
+        F.col("url").alias("file"),
+        (F.col("lines_before") + F.col("row_id") - F.col("first_row_id") + 1).alias("line"),
+        F.col("raw"),
+        *(F.col(f"{column}_at") for column in COLUMNS),
+    )
+    return numbered.where((F.col("line") > 1) & ~is_blank(F.col("raw")))
+
+
+def parse_point(text: Column, group: int) -> Column:
+    """Return one number (1: longitude, 2: latitude) of a WKT point field, or null."""
+    number = F.regexp_extract(text, records.POINT_PATTERN, group).try_cast(DoubleType())
+    # -0.0 and 0.0 are the same place but print differently in the trip key.
+    number = F.when(number == 0.0, F.lit(0.0)).otherwise(number)
+    return F.when(text.rlike(records.POINT_PATTERN), number)
+
+
+def in_range(lon: Column, lat: Column) -> Column:
+    """Tell whether a longitude/latitude pair lies on the globe (false for null)."""
+    inside = lon.between(records.MIN_LON, records.MAX_LON) & lat.between(
+        records.MIN_LAT, records.MAX_LAT
+    )
+    return F.coalesce(inside, F.lit(False))
+
+
+def parse_datetime(text: Column) -> Column:
+    """Return the TIMESTAMP_NTZ of a stripped datetime field, or null if it is not valid."""
+
+    def part(start: int, length: int) -> Column:
+        return F.substring(text, start, length).try_cast(IntegerType())
+
+    year, month, day = part(1, 4), part(6, 2), part(9, 2)
+    hour, minute, second = part(12, 2), part(15, 2), part(18, 2)
+    # make_timestamp accepts year 0 and rolls second 60 over to the next minute; Python's
+    # datetime (the contract's reference) refuses both.
+    plausible = text.rlike(records.DATETIME_PATTERN) & (year >= 1) & (second <= 59)
+    return F.when(
+        plausible,
+        F.try_make_timestamp_ntz(
+            years=year, months=month, days=day, hours=hour, mins=minute, secs=second
+        ),
+    )
+
+
+def trip_key(
+    region: Column,
+    origin_lon: Column,
+    origin_lat: Column,
+    destination_lon: Column,
+    destination_lat: Column,
+    moment: Column,
+    datasource: Column,
+) -> Column:
+    """Return the lowercase hex md5 of a trip's natural key."""
+    parts = [
+        region,
+        origin_lon.cast(StringType()),
+        origin_lat.cast(StringType()),
+        destination_lon.cast(StringType()),
+        destination_lat.cast(StringType()),
+        F.date_format(moment, "yyyy-MM-dd HH:mm:ss"),
+        datasource,
+    ]
+    return F.md5(F.concat_ws(KEY_SEPARATOR, *parts))
+
+
+def classify_rows(numbered: DataFrame) -> DataFrame:
+    """Apply the contract to each numbered line: typed values, or the reason it is rejected."""
+    raw = F.col("raw")
+    separators = F.length(F.regexp_replace(raw, "[^,]", ""))
+    parsed = numbered.withColumn(
+        "parsed",
+        F.when(separators < _MAX_PARSED_FIELDS, F.from_csv(raw, _CSV_SCHEMA, _CSV_OPTIONS)),
+    )
+    wrong_field_count = F.col("parsed").isNull() | F.col(f"parsed.{_MALFORMED}").isNotNull()
+    # The parser reads an empty field as null; the contract sees an empty string.
+    fields = F.array(
+        *(F.coalesce(F.col(f"parsed.f{index}"), F.lit("")) for index in range(len(COLUMNS)))
+    )
+
+    def field_of(column: str) -> Column:
+        return F.get(F.col("fields"), F.col(f"{column}_at"))
+
+    typed = parsed.select(
+        "file_id",
+        "file",
+        "line",
+        "raw",
+        wrong_field_count.alias("wrong_field_count"),
+        fields.alias("fields"),
+        *(F.col(f"{column}_at") for column in COLUMNS),
+    ).select(
+        "file_id",
+        "file",
+        "line",
+        "raw",
+        "wrong_field_count",
+        strip(field_of("region")).alias("region"),
+        parse_point(field_of("origin_coord"), 1).alias("origin_lon"),
+        parse_point(field_of("origin_coord"), 2).alias("origin_lat"),
+        parse_point(field_of("destination_coord"), 1).alias("destination_lon"),
+        parse_point(field_of("destination_coord"), 2).alias("destination_lat"),
+        parse_datetime(strip(field_of("datetime"))).alias("datetime"),
+        strip(field_of("datasource")).alias("datasource"),
+    )
+
+    origin_lon, origin_lat = F.col("origin_lon"), F.col("origin_lat")
+    destination_lon, destination_lat = F.col("destination_lon"), F.col("destination_lat")
+    # The first rule broken, in the order of the Reason enum, as records.check_row does.
+    rules: list[tuple[Column, Reason]] = [
+        (F.col("wrong_field_count"), Reason.WRONG_FIELD_COUNT),
+        (F.col("region") == "", Reason.EMPTY_REGION),
+        (origin_lon.isNull() | origin_lat.isNull(), Reason.BAD_ORIGIN_COORD),
+        (~in_range(origin_lon, origin_lat), Reason.ORIGIN_OUT_OF_RANGE),
+        (destination_lon.isNull() | destination_lat.isNull(), Reason.BAD_DESTINATION_COORD),
+        (~in_range(destination_lon, destination_lat), Reason.DESTINATION_OUT_OF_RANGE),
+        (F.col("datetime").isNull(), Reason.BAD_DATETIME),
+        (F.col("datasource") == "", Reason.EMPTY_DATASOURCE),
+    ]
+    reason = F.when(rules[0][0], F.lit(rules[0][1].value))
+    for broken, why in rules[1:]:
+        reason = reason.when(broken, F.lit(why.value))
+    return typed.withColumn("reason", reason).drop("wrong_field_count")
+
+
+def select_trusted(classified: DataFrame) -> DataFrame:
+    """Keep the valid rows once per trip_key (the first by file_id, line), in the trusted schema."""
+    keyed = classified.where(F.col("reason").isNull()).withColumn(
+        "trip_key",
+        trip_key(
+            F.col("region"),
+            F.col("origin_lon"),
+            F.col("origin_lat"),
+            F.col("destination_lon"),
+            F.col("destination_lat"),
+            F.col("datetime"),
+            F.col("datasource"),
+        ),
+    )
+    first_copy = Window.partitionBy("trip_key").orderBy("file_id", "line")
+    kept = keyed.withColumn("copy", F.row_number().over(first_copy)).where(F.col("copy") == 1)
+    return kept.select(*(F.col(item.name).cast(item.dataType) for item in TRUSTED_SCHEMA.fields))
+
+
+def select_rejected(classified: DataFrame) -> DataFrame:
+    """Keep the rejected rows with their file, line, raw text and reason."""
+    rejected = classified.where(F.col("reason").isNotNull())
+    return rejected.select(
+        *(F.col(item.name).cast(item.dataType) for item in REJECTED_SCHEMA.fields)
+    )
+
+
+# --- driver-side planning (plain Python) -----------------------------------------------------
+
+
+def _hadoop_location(url: str) -> tuple[str, str, str]:
+    """Split a path as Hadoop reads it (no %-decoding, no query) into scheme, authority, path."""
+    scheme, rest = "", url
+    colon, slash = url.find(":"), url.find("/")
+    if colon > 0 and (slash == -1 or colon < slash):
+        scheme, rest = url[:colon].lower(), url[colon + 1 :]
+    authority = ""
+    if rest.startswith("//"):
+        end = rest.find("/", 2)
+        authority, rest = (rest[2:], "") if end == -1 else (rest[2:end], rest[end:])
+    return scheme, authority.lower(), posixpath.normpath(rest or "/")
+
+
+def _spark_location(name: str) -> tuple[str, str, str]:
+    """Split a file name as Spark reports it (a %-encoded URI) into scheme, authority, path."""
+    parts = urlsplit(name)
+    return (
+        parts.scheme.lower(),
+        parts.netloc.lower(),
+        posixpath.normpath(unquote(parts.path) or "/"),
+    )
+
+
+def match_sources(files: Mapping[int, str], sources: Iterable[str]) -> dict[str, int]:
+    """Map the file names Spark reports back to the job's file ids, or raise ValueError.
+
+    Spark reports `file:///x%20y` for `file:/x y`, and a fully qualified URL for a path
+    given without scheme or authority; a path alone matches when only one file has it."""
+    exact = {_hadoop_location(url): file_id for file_id, url in files.items()}
+    by_path: dict[str, list[int]] = {}
+    for (_, _, path), file_id in exact.items():
+        by_path.setdefault(path, []).append(file_id)
+    matched: dict[str, int] = {}
+    for source in sources:
+        location = _spark_location(source)
+        if location in exact:
+            matched[source] = exact[location]
+        elif len(by_path.get(location[2], [])) == 1:
+            matched[source] = by_path[location[2]][0]
+        else:
+            raise ValueError(f"Spark read {source}, which is none of the job's files")
+    missing = sorted(set(files) - set(matched.values()))
+    if missing:
+        # Spark skips names starting with '_' or '.' even when they are given explicitly.
+        raise ValueError(
+            "Spark did not read "
+            + ", ".join(files[file_id] for file_id in missing)
+            + " (hidden names starting with '_' or '.' are skipped)"
+        )
+    return matched
+
+
+def read_header(line: str | None) -> tuple[dict[str, int] | None, str | None]:
+    """Parse a file's first line as CSV: the column positions, or the header error."""
+    if line is None:
+        return None, EMPTY_FILE_ERROR
+    names = next(csv.reader([line]), [])
+    try:
+        return records.check_header(names), None
+    except HeaderError as error:
+        return None, str(error)
+
+
+def plan_files(
+    files: Mapping[int, str], sources: Mapping[str, int], summaries: Iterable[BlockSummary]
+) -> list[FilePlan]:
+    """Work out each file's header, rows_read and block line offsets from the block summaries."""
+    blocks_of: dict[int, list[BlockSummary]] = {file_id: [] for file_id in files}
+    for summary in summaries:
+        blocks_of[sources[summary.source]].append(summary)
+    plans = []
+    for file_id, url in sorted(files.items()):
+        blocks = sorted(blocks_of[file_id], key=lambda summary: summary.block)
+        header = blocks[0].first_line if blocks else None
+        positions, error = read_header(header)
+        lines = sum(block.lines for block in blocks)
+        blanks = sum(block.blank_lines for block in blocks)
+        # The header is line 1 even when it is blank; it is no data line either way.
+        data_lines = max(lines - 1, 0) - (
+            blanks - (1 if header is not None and not header.strip() else 0)
+        )
+        offsets, before = [], 0
+        for block in blocks:
+            offsets.append((block.source, block.block, block.first_row_id, before))
+            before += block.lines
+        plans.append(FilePlan(file_id, url, data_lines, positions, error, offsets))
+    return plans
+
+
+def block_rows(plans: Iterable[FilePlan]) -> list[tuple[object, ...]]:
+    """Return the rows of the block table (BLOCK_SCHEMA) for the files with a valid header."""
+    rows: list[tuple[object, ...]] = []
+    for plan in plans:
+        if plan.positions is None:
+            continue
+        at = tuple(plan.positions[column] for column in COLUMNS)
+        for source, block, first_row_id, lines_before in plan.blocks:
+            rows.append((source, block, plan.file_id, plan.url, first_row_id, lines_before, *at))
+    return rows
+
+
+def build_reports(
+    plans: Iterable[FilePlan], valid: Mapping[int, int], rejected: Mapping[int, int]
+) -> list[FileReport]:
+    """Combine rows_read with the written valid/rejected counts into one report per file."""
+    reports = []
+    for plan in plans:
+        if plan.header_error is not None:
+            reports.append(
+                FileReport(plan.file_id, plan.rows_read, 0, plan.rows_read, 0, plan.header_error)
+            )
+            continue
+        rows_valid, rows_rejected = valid.get(plan.file_id, 0), rejected.get(plan.file_id, 0)
+        duplicates = plan.rows_read - rows_valid - rows_rejected
+        if duplicates < 0:
+            raise RuntimeError(
+                f"file {plan.file_id}: {rows_valid} valid + {rows_rejected} rejected rows "
+                f"exceed the {plan.rows_read} rows read"
+            )
+        reports.append(
+            FileReport(plan.file_id, plan.rows_read, rows_valid, rows_rejected, duplicates)
+        )
+    return reports
+
+
+def _readable_path(url: str) -> str:
+    """Escape glob characters: Spark would otherwise read `a[1].csv` as a pattern (`a1.csv`)."""
+    if not any(char in url for char in _GLOB_CHARACTERS):
+        return url
+    return "".join("\\" + char if char in _GLOB_CHARACTERS else char for char in url)
+
+
+def _count_by_file(frame: DataFrame) -> dict[int, int]:
+    return {
+        int(row["file_id"]): int(row["count"]) for row in frame.groupBy("file_id").count().collect()
+    }
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, job: PreprocessJob) -> list[FileReport]:
+    """Preprocess one batch: write trusted and rejected Parquet and the report, return it."""
+    text = spark.read.text([_readable_path(url) for url in job.files.values()])
+    listed = text.inputFiles()
+    # Fail fast, before any pass, if Spark would skip or swap one of the files.
+    match_sources(job.files, listed)
+    lines = tag_lines(text)
+
+    # Pass 1: few rows (one per block), so they are collected to the driver.
+    summaries = [
+        BlockSummary(
+            source=row["source"],
+            block=int(row["block"]),
+            first_row_id=int(row["first_row_id"]),
+            lines=int(row["lines"]),
+            blank_lines=int(row["blank_lines"]),
+            first_line=row["first_line"],
+        )
+        for row in summarise_blocks(lines).collect()
+    ]
+    sources = match_sources(job.files, [*listed, *(summary.source for summary in summaries)])
+    plans = plan_files(job.files, sources, summaries)
+    blocks = spark.createDataFrame(block_rows(plans), BLOCK_SCHEMA)
+    classified = classify_rows(number_lines(lines, blocks))
+
+    # Passes 2 and 3. Overwrite: a rerun replaces whatever a crashed run left behind.
+    select_trusted(classified).write.mode("overwrite").parquet(job.trusted_url)
+    select_rejected(classified).write.mode("overwrite").parquet(job.rejected_url)
+
+    valid = _count_by_file(spark.read.parquet(job.trusted_url))
+    rejected = _count_by_file(spark.read.parquet(job.rejected_url))
+    reports = build_reports(plans, valid, rejected)
+    report_rows = [
+        (r.file_id, r.rows_read, r.rows_valid, r.rows_rejected, r.rows_duplicate, r.header_error)
+        for r in reports
+    ]
+    # Written after the trusted Parquet: it lives inside that directory, which overwrite clears.
+    (
+        spark.createDataFrame(report_rows, REPORT_SCHEMA)
+        .coalesce(1)
+        .write.mode("overwrite")
+        .option("ignoreNullFields", "false")
+        .json(job.report_url)
+    )
+    return reports
+
+
+def _file_argument(text: str) -> tuple[int, str]:
+    file_id, separator, url = text.partition("=")
+    if not separator or not url or not file_id.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected FILE_ID=URL, got {text!r}")
+    return int(file_id), url
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the job's command line."""
+    parser = argparse.ArgumentParser(
+        prog="preprocess", description="Validate a batch of trip CSV files into Parquet."
+    )
+    parser.add_argument("--batch-id", type=int, required=True)
+    parser.add_argument("--trusted", required=True, help="URL of the trusted Parquet output")
+    parser.add_argument("--rejected", required=True, help="URL of the rejected rows output")
+    parser.add_argument(
+        "--file",
+        dest="files",
+        type=_file_argument,
+        action="append",
+        required=True,
+        metavar="FILE_ID=URL",
+        help="a file of the batch (repeat for each file)",
+    )
+    parser.add_argument(
+        "--master",
+        default=os.environ.get("TRIPFLOW_SPARK_MASTER"),
+        # Without a default of its own, `spark-submit --master yarn preprocess.py ...` keeps
+        # yarn; a plain `python preprocess.py` gets PySpark's local[*].
+        help="Spark master (default: $TRIPFLOW_SPARK_MASTER, else spark-submit's --master, "
+        "else local[*])",
+    )
+    arguments = parser.parse_args(argv)
+    file_ids = [file_id for file_id, _ in arguments.files]
+    if len(set(file_ids)) != len(file_ids):
+        parser.error("each FILE_ID may appear only once")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job from the command line; return 0, or 1 after a one-line error."""
+    arguments = parse_arguments(argv)
+    spark: SparkSession | None = None
+    try:
+        job = PreprocessJob(
+            batch_id=arguments.batch_id,
+            files=dict(arguments.files),
+            trusted_url=arguments.trusted,
+            rejected_url=arguments.rejected,
+        )
+        spark = build_session(arguments.master, app_name=f"tripflow-preprocess-{job.batch_id}")
+        reports = run(spark, job)
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"preprocess failed: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+    finally:
+        if spark is not None:
+            spark.stop()
+    print(
+        f"batch {job.batch_id}: {len(reports)} files, "
+        f"{sum(r.rows_valid for r in reports)} valid, "
+        f"{sum(r.rows_rejected for r in reports)} rejected, "
+        f"{sum(r.rows_duplicate for r in reports)} duplicate, "
+        f"{sum(r.header_error is not None for r in reports)} header errors"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
