@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The managed PostgreSQL cluster.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 

@@ -7,15 +7,18 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.conftest import SAMPLE, free_port
@@ -87,3 +90,46 @@ def test_quick_start_ingests_the_sample_and_the_api_answers(
     status, content_type, problem = get(f"{api}/weekly-average?bbox=1,2,3")
     assert (status, content_type) == (400, "application/problem+json")
     assert "bbox" in json.dumps(problem)
+
+
+def batch_status(env: dict[str, str]) -> str | None:
+    url = tripflow(env, "db", "url").stdout.strip()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT status FROM ingestion_batch ORDER BY batch_id LIMIT 1"
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+@pytest.mark.e2e
+def test_ingest_killed_during_spark_resumes_and_stores_each_trip_once(
+    environment: dict[str, str],
+) -> None:
+    tripflow(environment, "db", "start")
+    tripflow(environment, "add-file", str(SAMPLE))
+    spark_log = Path(environment["TRIPFLOW_HOME"]) / "logs" / "spark-batch-1.log"
+    victim = subprocess.Popen(
+        [TRIPFLOW, "ingest"],
+        env=environment,
+        cwd=environment["TRIPFLOW_HOME"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(600):
+            if spark_log.exists() and "SparkContext" in spark_log.read_text(errors="replace"):
+                break
+            time.sleep(0.1)
+        # SIGKILL the whole group: the CLI and its spark-submit JVM die mid-job.
+        os.killpg(victim.pid, signal.SIGKILL)
+    finally:
+        victim.wait()
+    assert batch_status(environment) == "claimed"
+
+    resumed = json.loads(tripflow(environment, "ingest", "--json").stdout)
+
+    assert [(b["batch_id"], b["status"], b["rows_loaded"]) for b in resumed] == [(1, "done", 100)]
+    url = tripflow(environment, "db", "url").stdout.strip()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM tripdata").fetchone() == (100,)

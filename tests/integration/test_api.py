@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,13 @@ from flask.testing import FlaskClient
 from psycopg.conninfo import make_conninfo
 
 from tests import reference
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, TEMPLATE
+from tripflow import pipeline
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY, Database
+from tripflow.lake import LANDING, Lake
+from tripflow.services.postgres import ManagedPostgres
+from tripflow.warehouse.database import connect
 
 ROWS = reference.read_trips(SAMPLE)
 TRIPS = [row.trip for row in ROWS]
@@ -369,3 +374,31 @@ def test_database_without_schema_answers_500_problem(database_url: str) -> None:
         assert response.get_json()["type"] == "urn:tripflow:problem:internal-error"
     finally:
         close_pool(app)
+
+
+@pytest.fixture(scope="module")
+def ingested_client(
+    postgres_cluster: ManagedPostgres,
+    template_url: str,
+    spark: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FlaskClient]:
+    """A client on a database filled by the real pipeline (Spark, COPY, publish)."""
+    url = postgres_cluster.create_database(f"api_ingested_{os.getpid()}", template=TEMPLATE)
+    lake = Lake(tmp_path_factory.mktemp("lake").as_uri())
+    lake.put(SAMPLE, LANDING)
+    with connect(url) as conn:
+        pipeline.ingest(conn, lake, pipeline.SessionRunner(spark))
+    application = create_app(database_url=url)
+    yield application.test_client()
+    close_pool(application)
+
+
+@pytest.mark.parametrize("params", list(CASES.values()), ids=list(CASES))
+def test_weekly_average_after_ingestion_equals_the_python_reference(
+    ingested_client: FlaskClient, params: dict[str, str]
+) -> None:
+    body = get_json(ingested_client, "/weekly-average?" + urlencode(params))
+    expected = reference_answer(params)
+    assert body["weekly_average"] == pytest.approx(expected.pop("weekly_average"))
+    assert {key: body[key] for key in expected} == expected
