@@ -5,7 +5,7 @@ TRIPFLOW := $(BIN)/tripflow
 SAMPLE := data/sample/trips.csv
 PORT ?= 50555
 
-.PHONY: help setup lint format test test-fast run add-file ingest serve down db-start psql clean
+.PHONY: help setup lint format test run up status add-file ingest serve down psql clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,21 +25,23 @@ format: setup ## Format and autofix
 test: lint ## Lint, then every test (real PostgreSQL/PostGIS and Spark, started by the tests)
 	$(BIN)/pytest
 
-run: setup ## Database up, sample ingested, API started, one answer printed
-	@$(TRIPFLOW) db start
-	@$(TRIPFLOW) add-file $(SAMPLE) || true
-	@$(TRIPFLOW) ingest
-	@$(TRIPFLOW) serve --detach --port $(PORT)
-	@echo "Weekly average of trips in a box around Prague, both ends inside:"
-	@curl -s "http://127.0.0.1:$(PORT)/weekly-average?bbox=14.2,49.9,14.7,50.2" | $(BIN)/python -m json.tool
+run: setup ## The whole local stack up, the sample through the DAG, one answer from the API
+	@$(TRIPFLOW) up
 	@echo
-	@echo "API:        http://127.0.0.1:$(PORT)/  (endpoints listed there; /openapi.json)"
-	@echo "Ingestions: http://127.0.0.1:$(PORT)/ingestions"
-	@echo "psql:       psql \"\$$($(TRIPFLOW) db url)\" -c 'SELECT count(*) FROM tripdata'"
-	@echo "Stop:       make down"
+	@echo "Adding the sample; the DAG's sensor picks it up (progress pushed by PostgreSQL):"
+	@$(TRIPFLOW) add-file --wait $(SAMPLE)
+	@echo
+	@echo "Weekly average of trips in a box around Prague, both ends inside:"
+	@curl -s "http://127.0.0.1:$(PORT)/weekly-average?bbox=14.2,49.9,14.7,50.2" | $(BIN)/python -m json.tool --compact
+	@echo
+	@echo "API:         http://127.0.0.1:$(PORT)/  (endpoints listed there; /openapi.json, /ingestions)"
+	@echo "Airflow UI:  http://127.0.0.1:8080/  (admin / admin; DAG tripdata-process)"
+	@echo "psql:        psql \"\$$($(TRIPFLOW) db url)\" -c 'SELECT count(*) FROM staging_tripdata' -c 'SELECT count(*) FROM tripdata'"
+	@echo "Status:      $(TRIPFLOW) status     Live ingestion events: $(TRIPFLOW) watch"
+	@echo "Stop:        make down"
 
-add-file: setup ## Put the sample file into the landing dir
-	$(TRIPFLOW) add-file $(SAMPLE)
+add-file: setup ## Put the sample into the landing dir and follow it until loaded
+	$(TRIPFLOW) add-file --wait $(SAMPLE)
 
 ingest: setup ## Ingest whatever waits in the landing dir
 	$(TRIPFLOW) ingest
@@ -47,8 +49,14 @@ ingest: setup ## Ingest whatever waits in the landing dir
 serve: setup ## Serve the API in the foreground
 	$(TRIPFLOW) serve --port $(PORT)
 
-down: ## Stop the API and the managed database
-	@$(TRIPFLOW) stop
+up: setup ## Start the local stack (PostgreSQL, Airflow, API)
+	$(TRIPFLOW) up
+
+status: ## Show the services and the latest ingestion batches
+	$(TRIPFLOW) status
+
+down: ## Stop the whole local stack
+	@$(TRIPFLOW) down
 
 psql: ## Open psql on the warehouse
 	psql "$$($(TRIPFLOW) db url)"

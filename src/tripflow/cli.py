@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from contextlib import closing
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,11 +12,12 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from tripflow.config import Settings
 from tripflow.lake import LANDING, Lake
+from tripflow.services import stack
 from tripflow.services.postgres import ManagedPostgres, PostgresError
+from tripflow.warehouse.ingestions import CHANNEL, BatchFollower
 
 app = typer.Typer(
     help="tripflow: trip files -> Spark -> PostGIS -> API.",
@@ -61,27 +56,75 @@ def ensure_database(settings: Settings) -> str:
 @app.command("add-file")
 def add_file(
     paths: Annotated[list[Path], typer.Argument(help="CSV files to put in the landing dir.")],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Follow the files through the DAG (pushed by the database) until loaded."
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
 ) -> None:
     """Put files into the lake's landing dir atomically (written as _COPYING_, then renamed)."""
-    lake = Lake(Settings().lake_root)
-    code = 0
-    for path in paths:
-        if not path.is_file():
-            errors.print(f"[bold red]error:[/] {path}: no such file", highlight=False)
-            code = 1
-            continue
+    settings = Settings()
+    lake = Lake(settings.lake_root)
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise fail(", ".join(f"{path}: no such file" for path in missing))
+    with ExitStack() as stack:
+        follower = stack.enter_context(BatchFollower(settings.database_dsn)) if wait else None
+        added = []
+        for path in paths:
+            try:
+                added.append(lake.put(path, LANDING))
+            except FileExistsError as error:
+                raise fail(
+                    f"{path.name} is already waiting in the landing dir ({lake.uri(LANDING)}); "
+                    "it will be ingested as it is"
+                ) from error
+            console.print(f"added {path} -> {lake.uri(added[-1])}", highlight=False)
+        if follower is None:
+            return
         try:
-            target = lake.put(path, LANDING)
-        except FileExistsError:
-            errors.print(
-                f"[bold red]error:[/] {path.name} is already waiting in the landing dir "
-                f"({lake.uri(LANDING)}); run `tripflow ingest` first",
-                highlight=False,
-            )
-            code = 1
-            continue
-        console.print(f"added {path} -> {lake.uri(target)}", highlight=False)
-    raise typer.Exit(code)
+            summaries = follower.follow(added, timeout, on_event=print_event)
+        except TimeoutError as error:
+            raise fail(str(error)) from error
+    for summary in summaries:
+        print_summary(summary)
+    _fail_on_rejected_files(summaries)
+
+
+def print_event(event: dict[str, Any]) -> None:
+    """Print one ingestion status change as it is pushed."""
+    counts = ""
+    if event.get("rows_read") is not None:
+        counts = (
+            f" (read {event['rows_read']}, loaded {event['rows_loaded']}, "
+            f"rejected {event['rows_rejected']}, duplicate {event['rows_duplicate']})"
+        )
+    error = f" [red]error: {event['error']}[/]" if event.get("error") else ""
+    console.print(f"batch {event['batch_id']}: {event['status']}{counts}{error}", highlight=False)
+
+
+def _fail_on_rejected_files(summaries: list[dict[str, Any]]) -> None:
+    rejected = [f for s in summaries for f in s["files"] if f["status"] == "rejected"]
+    if rejected:
+        raise fail(
+            f"{len(rejected)} file(s) rejected whole: "
+            + "; ".join(f"{f['name']}: {f['error']}" for f in rejected)
+        )
+
+
+@app.command()
+def watch() -> None:
+    """Print every ingestion status change as the database pushes it (Ctrl-C to stop)."""
+    settings = Settings()
+    console.print(f"listening on {CHANNEL} ...")
+    with BatchFollower(settings.database_dsn) as follower:
+        try:
+            for event in follower.events():
+                print_event(event)
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command()
@@ -136,12 +179,7 @@ def ingest(
     for summary in summaries:
         if not as_json:
             print_summary(summary)
-    rejected = [f for s in summaries for f in s["files"] if f["status"] == "rejected"]
-    if rejected:
-        raise fail(
-            f"{len(rejected)} file(s) rejected whole: "
-            + "; ".join(f"{f['name']}: {f['error']}" for f in rejected)
-        )
+    _fail_on_rejected_files(summaries)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -180,103 +218,103 @@ def migrate() -> None:
     console.print("database schema is up to date")
 
 
-def _pid_file(settings: Settings) -> Path:
-    return settings.home_dir / "run" / "api.pid"
-
-
-def _api_url(host: str, port: int) -> str:
-    return f"http://{host}:{port}"
-
-
-@retry(
-    stop=stop_after_delay(30),
-    wait=wait_fixed(0.3),
-    retry=retry_if_exception_type(OSError),
-    reraise=True,
-)
-def _wait_healthy(url: str) -> None:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2):
-            return
-    except urllib.error.HTTPError as error:
-        raise OSError(f"health answered {error.code}") from error
-
-
 @app.command()
 def serve(
     port: Annotated[int | None, typer.Option(help="Port (default TRIPFLOW_API_PORT).")] = None,
     host: Annotated[str | None, typer.Option(help="Address (default TRIPFLOW_API_HOST).")] = None,
-    detach: Annotated[
-        bool, typer.Option(help="Run in the background; stop with `tripflow stop`.")
-    ] = False,
 ) -> None:
-    """Serve the API with gunicorn."""
+    """Serve the API with gunicorn in the foreground (`tripflow up` runs it in the background)."""
     settings = Settings()
     ensure_database(settings)
-    host = host or settings.api_host
-    port = port or settings.api_port
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(settings.api_workers),
-        "tripflow.api.wsgi:app",
-    ]
-    url = _api_url(host, port)
-    if not detach:
-        console.print(f"API on {url}/", highlight=False)
-        os.execv(command[0], command)
-    pid_file = _pid_file(settings)
-    if _running_pid(pid_file):
-        console.print(f"API already running on {url}/", highlight=False)
-        return
-    logs = settings.home_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    command += [
-        "--daemon",
-        "--pid",
-        str(pid_file),
-        "--error-logfile",
-        str(logs / "api.log"),
-        "--access-logfile",
-        str(logs / "api-access.log"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise fail(f"gunicorn did not start: {result.stderr.strip()}")
-    try:
-        _wait_healthy(url)
-    except OSError as error:
-        raise fail(f"API not healthy on {url} ({error}); see {logs / 'api.log'}") from error
-    console.print(f"API on {url}/ (log {logs / 'api.log'})", highlight=False)
-
-
-def _running_pid(pid_file: Path) -> int | None:
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    return pid
+    if port:
+        settings.api_port = port
+    if host:
+        settings.api_host = host
+    command = stack.programs(settings, with_airflow=False)["api"]
+    console.print(f"API on http://{settings.api_host}:{settings.api_port}/", highlight=False)
+    os.execv(command[0], command)
 
 
 @app.command()
-def stop() -> None:
-    """Stop the background API and the managed database."""
+def up(
+    airflow: Annotated[
+        bool, typer.Option(help="Start Airflow too (--no-airflow: database and API only).")
+    ] = True,
+) -> None:
+    """Start the local stack: PostgreSQL, Airflow (api-server, scheduler, dag-processor,
+    triggerer) and the API; return when all answer their health checks."""
     settings = Settings()
-    pid = _running_pid(_pid_file(settings))
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if _running_pid(_pid_file(settings)) is None:
-                break
-            time.sleep(0.1)
-        console.print("API stopped")
+    ensure_database(settings)
+    with errors.status("starting the stack (Airflow takes about a minute the first time)..."):
+        try:
+            stack.up(settings, with_airflow=airflow)
+        except stack.StackError as error:
+            raise fail(f"{error}; logs in {stack.log_directory(settings)}") from error
+    console.print(f"API:      http://{settings.api_host}:{settings.api_port}/", highlight=False)
+    if airflow:
+        console.print(
+            f"Airflow:  http://127.0.0.1:{settings.airflow_port}/ "
+            f"(login {settings.airflow_username} / {settings.airflow_password}; "
+            "DAG tripdata-process is unpaused and listening)",
+            highlight=False,
+        )
+    console.print(f"Lake:     {Lake(settings.lake_root).uri(LANDING)} (drop files here)")
+    console.print(f"Logs:     {stack.log_directory(settings)}", highlight=False)
+
+
+@app.command()
+def down() -> None:
+    """Stop the whole local stack (supervised services, then the managed PostgreSQL)."""
+    settings = Settings()
+    if stack.stop_supervisor(settings):
+        console.print("services stopped")
     if settings.manages_database:
         ManagedPostgres(settings).stop()
         console.print("database stopped")
+
+
+@app.command()
+def status() -> None:
+    """Show each service of the stack and the latest ingestion batches."""
+    from tripflow.warehouse.database import connect
+    from tripflow.warehouse.queries import list_ingestions
+
+    settings = Settings()
+    table = Table(title="services")
+    for column in ("service", "state", "pid", "memory MB", "detail"):
+        table.add_column(column)
+    states = stack.services(settings)
+    for state in states:
+        table.add_row(
+            state.name,
+            state.state,
+            str(state.pid or ""),
+            f"{state.memory_mb:.0f}" if state.memory_mb is not None else "",
+            state.detail,
+        )
+    total = sum(state.memory_mb or 0 for state in states)
+    table.add_row("total", "", "", f"{total:.0f}", "", style="bold")
+    console.print(table)
+    try:
+        with closing(connect(settings.database_dsn)) as conn:
+            batches = list_ingestions(conn, limit=5)
+    except Exception as error:
+        raise fail(f"database not reachable: {error}", code=3) from error
+    recent = Table(title="latest ingestion batches")
+    for column in ("batch", "status", "files", "read", "loaded", "rejected", "duplicate", "error"):
+        recent.add_column(column)
+    for batch in batches:
+        recent.add_row(
+            str(batch["batch_id"]),
+            batch["status"],
+            ", ".join(item["name"] for item in batch["files"]),
+            *(
+                str(batch[key] if batch[key] is not None else "")
+                for key in ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate")
+            ),
+            batch["error"] or "",
+        )
+    console.print(recent)
 
 
 @db_app.command("start")

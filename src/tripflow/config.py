@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
     api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
+    airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
+    airflow_username: str = Field(default="admin", description="Airflow UI login.")
+    airflow_password: str = Field(default="admin", description="Airflow UI password.")
+    airflow_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of Airflow's metadata database. "
+        "Default: the database `airflow` on the warehouse's server.",
+    )
+    sensor_poll_seconds: float = Field(
+        default=5.0, description="How often the DAG's sensor looks at the landing dir."
+    )
 
     @property
     def home_dir(self) -> Path:

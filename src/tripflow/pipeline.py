@@ -52,10 +52,8 @@ class SubmitRunner:
         """Return the spark-submit command line for a job."""
         import pyspark
 
-        from tripflow.spark import preprocess
-
         spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-        arguments = [
+        return [
             str(spark_submit),
             "--master",
             self.settings.spark_master,
@@ -63,19 +61,9 @@ class SubmitRunner:
             self.settings.spark_driver_memory,
             "--conf",
             "spark.ui.enabled=false",
-            str(Path(preprocess.__file__)),
-            "--master",
-            self.settings.spark_master,
-            "--batch-id",
-            str(job.batch_id),
-            "--trusted",
-            job.trusted_url,
-            "--rejected",
-            job.rejected_url,
+            job_application(),
+            *job_arguments(job, self.settings.spark_master),
         ]
-        for file_id, url in sorted(job.files.items()):
-            arguments += ["--file", f"{file_id}={url}"]
-        return arguments
 
     def run(self, job: PreprocessJob) -> None:
         """Run spark-submit and wait for it."""
@@ -113,6 +101,29 @@ class SessionRunner:
         preprocess.run(self.spark, job)
 
 
+def job_application() -> str:
+    """Return the path of the Spark job's module, as spark-submit takes it."""
+    from tripflow.spark import preprocess
+
+    return str(Path(preprocess.__file__))
+
+
+def job_arguments(job: PreprocessJob, master: str | None = None) -> list[str]:
+    """Return the Spark job's own command-line arguments."""
+    arguments = ["--master", master] if master else []
+    arguments += [
+        "--batch-id",
+        str(job.batch_id),
+        "--trusted",
+        job.trusted_url,
+        "--rejected",
+        job.rejected_url,
+    ]
+    for file_id, url in sorted(job.files.items()):
+        arguments += ["--file", f"{file_id}={url}"]
+    return arguments
+
+
 def trusted_dir(batch_id: int) -> str:
     """Return the lake directory of a batch's trusted Parquet."""
     return f"{TRUSTED}/batch={batch_id}"
@@ -132,25 +143,35 @@ def read_reports(lake: Lake, batch_id: int) -> list[dict[str, Any]]:
     return reports
 
 
-def process_batch(
-    conn: psycopg.Connection[Any], lake: Lake, runner: SparkRunner, batch_id: int
-) -> None:
-    """Run the Spark job over the batch's files and record its counts."""
+def build_job(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> PreprocessJob:
+    """Describe the Spark job of a batch: its files and output locations."""
     from tripflow.spark.preprocess import PreprocessJob
 
     batch = ingestions.get_batch(conn, batch_id)
-    job = PreprocessJob(
+    return PreprocessJob(
         batch_id=batch_id,
         files={item.file_id: lake.uri(item.landing_path) for item in batch.files},
         trusted_url=lake.uri(trusted_dir(batch_id)),
         rejected_url=lake.uri(rejected_dir(batch_id)),
     )
-    runner.run(job)
+
+
+def record_spark_results(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
+    """Record the counts the Spark job reported for a batch and mark it processed."""
+    expected = {item.file_id for item in ingestions.get_batch(conn, batch_id).files}
     reports = read_reports(lake, batch_id)
-    missing = {item.file_id for item in batch.files} - {report["file_id"] for report in reports}
+    missing = expected - {report["file_id"] for report in reports}
     if missing:
         raise SparkJobError(f"Spark job for batch {batch_id} reported no counts for {missing}")
     ingestions.record_reports(conn, batch_id, reports)
+
+
+def process_batch(
+    conn: psycopg.Connection[Any], lake: Lake, runner: SparkRunner, batch_id: int
+) -> None:
+    """Run the Spark job over the batch's files and record its counts."""
+    runner.run(build_job(conn, lake, batch_id))
+    record_spark_results(conn, lake, batch_id)
 
 
 def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
@@ -171,8 +192,10 @@ def run_batch(
     runner: SparkRunner,
     batch_id: int,
     on_step: StepCallback | None = None,
+    until: Status = Status.DONE,
 ) -> None:
-    """Take one batch from wherever it stopped to done."""
+    """Take one batch from wherever it stopped to `until` (done by default); a batch
+    already there or past it is left alone."""
     steps: dict[Status, tuple[str, Callable[[], object]]] = {
         Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id)),
         Status.PROCESSED: (
@@ -182,7 +205,8 @@ def run_batch(
         Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id)),
         Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),
     }
-    while (status := ingestions.get_batch(conn, batch_id).status) != Status.DONE:
+    order = list(Status)
+    while order.index(status := ingestions.get_batch(conn, batch_id).status) < order.index(until):
         name, step = steps[status]
         if on_step:
             on_step(batch_id, name)
@@ -195,6 +219,15 @@ def run_batch(
         except Exception as error:
             ingestions.record_failure(conn, batch_id, f"{name}: {error}")
             raise
+
+
+def claim_or_resume(conn: psycopg.Connection[Any], lake: Lake) -> int | None:
+    """Return the oldest unfinished batch, or else a new batch of the waiting files, or None."""
+    unfinished = ingestions.unfinished_batches(conn)
+    if unfinished:
+        return unfinished[0]
+    batch = ingestions.claim_batch(conn, lake)
+    return None if batch is None else batch.batch_id
 
 
 def ingest(

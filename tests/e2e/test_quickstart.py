@@ -39,7 +39,7 @@ def environment() -> Iterator[dict[str, str]]:
         "TRIPFLOW_SPARK_DRIVER_MEMORY": "1g",
     }
     yield env
-    subprocess.run([TRIPFLOW, "stop"], env=env, cwd=home, capture_output=True, check=False)
+    subprocess.run([TRIPFLOW, "down"], env=env, cwd=home, capture_output=True, check=False)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -74,7 +74,7 @@ def test_quick_start_ingests_the_sample_and_the_api_answers(
     bad.write_text("region,origin,destination,when,source\nPrague,1,2,3,4\n")
     tripflow(environment, "add-file", str(bad))
     rejected = tripflow(environment, "ingest", ok=False)
-    tripflow(environment, "serve", "--detach")
+    tripflow(environment, "up", "--no-airflow")
 
     assert [(b["status"], b["rows_read"], b["rows_loaded"]) for b in first] == [("done", 100, 100)]
     assert [(b["rows_loaded"], b["rows_duplicate"]) for b in again] == [(0, 100)]

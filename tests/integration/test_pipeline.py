@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,37 @@ def test_pushes_each_status_change_to_listeners(
             for note in listener.notifies(timeout=2, stop_after=5)
         ]
     assert statuses == ["claimed", "processed", "staged", "published", "done"]
+
+
+def test_follower_reports_the_batch_of_newly_added_files_when_done(
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: pipeline.SessionRunner,
+    database_url: str,
+) -> None:
+    events: list[dict[str, Any]] = []
+    with ingestions.BatchFollower(database_url) as follower:
+        added = lake.put(SAMPLE, LANDING)
+        # Ingest while the follower waits, as the DAG would in another process.
+        worker = threading.Thread(target=pipeline.ingest, args=(conn, lake, runner))
+        worker.start()
+        try:
+            (summary,) = follower.follow([added], timeout=120, on_event=events.append)
+        finally:
+            worker.join()
+
+    assert (summary["status"], summary["rows_loaded"]) == ("done", 100)
+    assert [event["status"] for event in events] == [
+        "claimed",
+        "processed",
+        "staged",
+        "published",
+        "done",
+    ]
+
+
+def test_follower_times_out_when_nothing_ingests(lake: Lake, database_url: str) -> None:
+    with ingestions.BatchFollower(database_url) as follower:
+        added = lake.put(SAMPLE, LANDING)
+        with pytest.raises(TimeoutError, match="not loaded"):
+            follower.follow([added], timeout=0.5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -217,3 +219,63 @@ def batch_summary(conn: psycopg.Connection[Any], batch_id: int) -> dict[str, Any
 def summary_json(summary: dict[str, Any]) -> str:
     """Render a batch summary as JSON."""
     return json.dumps(summary, default=str, indent=2)
+
+
+class BatchFollower:
+    """Follow ingestion batches as PostgreSQL pushes their status (LISTEN/NOTIFY)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> BatchFollower:
+        # Listen before anything is added, so no status change can slip past.
+        self.listener = psycopg.connect(self.url, autocommit=True)
+        self.listener.execute(f"LISTEN {CHANNEL}")
+        self.reader = psycopg.connect(self.url, autocommit=True)
+        row = self.reader.execute("SELECT coalesce(max(file_id), 0) FROM ingestion_file").fetchone()
+        self.known_file_id = int(row[0]) if row else 0
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.listener.close()
+        self.reader.close()
+
+    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield each status change pushed on the channel, as a dict."""
+        for note in self.listener.notifies(timeout=timeout):
+            yield json.loads(note.payload)
+
+    def _done_batches(self, landing_paths: list[str]) -> list[int] | None:
+        rows = self.reader.execute(
+            "SELECT f.landing_path, f.batch_id, b.status FROM ingestion_file AS f"
+            " JOIN ingestion_batch AS b USING (batch_id)"
+            " WHERE f.file_id > %s AND f.landing_path = ANY(%s)",
+            (self.known_file_id, landing_paths),
+        ).fetchall()
+        if {row[0] for row in rows} != set(landing_paths):
+            return None
+        if any(row[2] != Status.DONE for row in rows):
+            return None
+        return sorted({int(row[1]) for row in rows})
+
+    def follow(
+        self,
+        landing_paths: list[str],
+        timeout: float,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Wait until the batches holding these newly added files are done; return their
+        summaries. Raise TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (done := self._done_batches(landing_paths)) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"not loaded after {timeout:.0f} s: {', '.join(landing_paths)} "
+                    "(is the stack up? `tripflow status`)"
+                )
+            # Wake on each pushed change; the timeout only bounds the wait.
+            for note in self.listener.notifies(timeout=min(remaining, 30), stop_after=1):
+                if on_event:
+                    on_event(json.loads(note.payload))
+        return [batch_summary(self.reader, batch_id) for batch_id in done]

@@ -1,0 +1,99 @@
+"""Airflow's configuration for the local stack, derived from tripflow's settings.
+
+Every Airflow process (api-server, scheduler, dag-processor, triggerer, and the tasks they
+run) gets the same environment from `airflow_environment`, so the stack is configured in
+one place and nothing is kept in a hand-edited airflow.cfg."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tripflow.config import Settings
+
+DAG_ID = "tripdata-process"
+DAGS_FOLDER = Path(__file__).resolve().parents[3] / "dags"
+METADATA_DATABASE = "airflow"
+
+
+def airflow_home(settings: Settings) -> Path:
+    """Return Airflow's home under tripflow's."""
+    return settings.home_dir / "airflow"
+
+
+def metadata_url(settings: Settings) -> str:
+    """Return the SQLAlchemy URL of Airflow's metadata database."""
+    if settings.airflow_database_url:
+        return settings.airflow_database_url
+    parts = urlsplit(settings.database_dsn)
+    return urlunsplit(
+        ("postgresql+psycopg2", parts.netloc, f"/{METADATA_DATABASE}", parts.query, "")
+    )
+
+
+def _secret(path: Path) -> str:
+    # Shared by every component (they sign and check each other's tokens); kept across runs.
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def write_passwords_file(settings: Settings) -> Path:
+    """Write the simple auth manager's password file; return its path."""
+    path = airflow_home(settings) / "passwords.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({settings.airflow_username: settings.airflow_password}))
+    path.chmod(0o600)
+    return path
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Return the environment of every Airflow process of the local stack."""
+    home = airflow_home(settings)
+    api = f"http://127.0.0.1:{settings.airflow_port}"
+    bin_dir = str(Path(sys.executable).parent)
+    spark_connection = {"conn_type": "spark", "host": settings.spark_master}
+    environment = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Two cores: a few task slots are plenty and keep memory near 1 GB.
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(settings),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": _secret(home / "secret_key"),
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        # New DAG files and edits show up within seconds, not minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection),
+        # Tasks build tripflow's settings from these, exactly as the CLI would.
+        "TRIPFLOW_HOME": str(settings.home_dir),
+        "TRIPFLOW_LAKE_URL": settings.lake_root,
+        "TRIPFLOW_DATABASE_URL": settings.database_dsn,
+        "TRIPFLOW_SPARK_MASTER": settings.spark_master,
+        "TRIPFLOW_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "TRIPFLOW_SENSOR_POLL_SECONDS": str(settings.sensor_poll_seconds),
+        # Airflow spawns `airflow` and the Spark hook `spark-submit`: both live here.
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    return environment
