@@ -63,6 +63,9 @@ def add_file(
         ),
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --wait: print the batches as JSON.")
+    ] = False,
 ) -> None:
     """Put files into the lake's landing dir atomically (written as _COPYING_, then renamed)."""
     settings = Settings()
@@ -81,15 +84,21 @@ def add_file(
                     f"{path.name} is already waiting in the landing dir ({lake.uri(LANDING)}); "
                     "it will be ingested as it is"
                 ) from error
-            console.print(f"added {path} -> {lake.uri(added[-1])}", highlight=False)
+            # With --json, stdout carries only the JSON.
+            (errors if as_json else console).print(
+                f"added {path} -> {lake.uri(added[-1])}", highlight=False
+            )
         if follower is None:
             return
         try:
-            summaries = follower.follow(added, timeout, on_event=print_event)
+            summaries = follower.follow(added, timeout, on_event=None if as_json else print_event)
         except TimeoutError as error:
             raise fail(str(error)) from error
-    for summary in summaries:
-        print_summary(summary)
+    if as_json:
+        print(json.dumps(summaries, default=str, indent=2))
+    else:
+        for summary in summaries:
+            print_summary(summary)
     _fail_on_rejected_files(summaries)
 
 

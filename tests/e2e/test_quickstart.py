@@ -1,63 +1,21 @@
-"""The quick start through the real `tripflow` command: spark-submit, managed PostgreSQL,
-gunicorn. Slow (one JVM per ingest), so it is the one test of its kind."""
+"""The quick start through the real `tripflow` command, without Airflow: spark-submit, the
+managed PostgreSQL, the API under the stack's supervisor. Slow (one JVM per ingest)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import SAMPLE, free_port
-
-TRIPFLOW = str(Path(sys.executable).parent / "tripflow")
-
-
-@pytest.fixture
-def environment() -> Iterator[dict[str, str]]:
-    home = Path(tempfile.mkdtemp(prefix="tripflow-e2e-"))
-    home.chmod(0o755)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIPFLOW_")}
-    env |= {
-        "TRIPFLOW_HOME": str(home),
-        "TRIPFLOW_DATABASE_PORT": str(free_port()),
-        "TRIPFLOW_API_PORT": str(free_port()),
-        "TRIPFLOW_SPARK_MASTER": "local[2]",
-        "TRIPFLOW_SPARK_DRIVER_MEMORY": "1g",
-    }
-    yield env
-    subprocess.run([TRIPFLOW, "down"], env=env, cwd=home, capture_output=True, check=False)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def tripflow(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [TRIPFLOW, *args], env=env, cwd=env["TRIPFLOW_HOME"], capture_output=True, text=True
-    )
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def get(url: str) -> tuple[int, str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers["Content-Type"], json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], json.load(error)
+from tests.conftest import SAMPLE
+from tests.e2e.command import TRIPFLOW, get, tripflow
 
 
 @pytest.mark.e2e

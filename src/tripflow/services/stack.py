@@ -310,7 +310,7 @@ def services(settings: Settings) -> list[ServiceState]:
                     info["statename"],
                     pid,
                     _memory_mb(pid) if pid else None,
-                    info["description"],
+                    info["description"].split(", ", 1)[-1],
                 )
             )
     return states

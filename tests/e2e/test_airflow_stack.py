@@ -1,0 +1,59 @@
+"""The whole local stack as `tripflow up` starts it: Airflow's sensor notices files dropped
+into the lake and the DAG loads them; nothing but the files is handed to it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import SAMPLE
+from tests.e2e.command import get, tripflow
+
+NEW_TRIPS = [
+    "region,origin_coord,destination_coord,datetime,datasource",
+    *(
+        f"Turin,POINT (7.6{i} 45.0{i}),POINT (7.7{i} 45.1{i}),2018-06-1{i} 08:00:00,new_source"
+        for i in range(7)
+    ),
+]
+
+
+def add_and_wait(environment: dict[str, str], path: Path) -> dict[str, object]:
+    result = tripflow(environment, "add-file", "--wait", "--json", "--timeout", "300", str(path))
+    (batch,) = json.loads(result.stdout)
+    return batch  # type: ignore[no-any-return]
+
+
+@pytest.mark.e2e
+def test_the_dag_loads_each_dropped_file_once(environment: dict[str, str], tmp_path: Path) -> None:
+    started = time.monotonic()
+    tripflow(environment, "up")
+    up_seconds = time.monotonic() - started
+
+    first = add_and_wait(environment, SAMPLE)
+    second_file = tmp_path / "turin_june.csv"
+    second_file.write_text("\n".join(NEW_TRIPS) + "\n")
+    second = add_and_wait(environment, second_file)
+    again = add_and_wait(environment, SAMPLE)
+
+    assert (first["status"], first["rows_loaded"]) == ("done", 100)
+    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (7, 7, 0)
+    assert (again["rows_loaded"], again["rows_duplicate"]) == (0, 100)
+    files = again["files"]
+    assert isinstance(files, list)
+    assert files[0]["same_as_file_id"] == first["files"][0]["file_id"]  # type: ignore[index]
+    url = tripflow(environment, "db", "url").stdout.strip()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM tripdata").fetchone() == (107,)
+    api = f"http://127.0.0.1:{environment['TRIPFLOW_API_PORT']}"
+    status, _, answer = get(f"{api}/weekly-average?datasource=new_source")
+    assert (status, answer["trips"]) == (200, 7)
+    report = tripflow(environment, "status").stdout
+    for service in ("airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "api"):
+        assert service in report
+    assert "FATAL" not in report and "BACKOFF" not in report
+    print(f"tripflow up took {up_seconds:.0f} s")
