@@ -14,13 +14,13 @@ setup: ## Install what is missing (Java, PostgreSQL + PostGIS, uv, the Python en
 	@scripts/setup.sh
 
 lint: setup ## ruff (check + format) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests dags benchmarks
+	$(BIN)/ruff format --check src tests dags benchmarks
 	$(BIN)/mypy
 
 format: setup ## Format and autofix
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests dags benchmarks
+	$(BIN)/ruff check --fix src tests dags benchmarks
 
 test: lint ## Lint, then every test (real PostgreSQL/PostGIS and Spark, started by the tests)
 	$(BIN)/pytest

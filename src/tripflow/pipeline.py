@@ -10,7 +10,7 @@ import os
 import posixpath
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,7 +62,7 @@ class SubmitRunner:
             "--conf",
             "spark.ui.enabled=false",
             job_application(),
-            *job_arguments(job, self.settings.spark_master),
+            *job_arguments(job),
         ]
 
     def run(self, job: PreprocessJob) -> None:
@@ -108,10 +108,9 @@ def job_application() -> str:
     return str(Path(preprocess.__file__))
 
 
-def job_arguments(job: PreprocessJob, master: str | None = None) -> list[str]:
-    """Return the Spark job's own command-line arguments."""
-    arguments = ["--master", master] if master else []
-    arguments += [
+def job_arguments(job: PreprocessJob) -> list[str]:
+    """Return the Spark job's own command-line arguments (the master is spark-submit's)."""
+    arguments = [
         "--batch-id",
         str(job.batch_id),
         "--trusted",
@@ -221,12 +220,15 @@ def run_batch(
             raise
 
 
-def claim_or_resume(conn: psycopg.Connection[Any], lake: Lake) -> int | None:
-    """Return the oldest unfinished batch, or else a new batch of the waiting files, or None."""
+def claim_or_resume(
+    conn: psycopg.Connection[Any], lake: Lake, only: Collection[str] | None = None
+) -> int | None:
+    """Return the oldest unfinished batch, or else a new batch of the waiting files (or of
+    those named), or None."""
     unfinished = ingestions.unfinished_batches(conn)
     if unfinished:
         return unfinished[0]
-    batch = ingestions.claim_batch(conn, lake)
+    batch = ingestions.claim_batch(conn, lake, only)
     return None if batch is None else batch.batch_id
 
 

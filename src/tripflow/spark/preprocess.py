@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import posixpath
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -591,11 +590,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--master",
-        default=os.environ.get("TRIPFLOW_SPARK_MASTER"),
-        # Without a default of its own, `spark-submit --master yarn preprocess.py ...` keeps
-        # yarn; a plain `python preprocess.py` gets PySpark's local[*].
-        help="Spark master (default: $TRIPFLOW_SPARK_MASTER, else spark-submit's --master, "
-        "else local[*])",
+        default=None,
+        # No default of its own: under spark-submit its --master (the Airflow connection's)
+        # rules; a plain `python preprocess.py` gets PySpark's local[*].
+        help="Spark master (default: spark-submit's --master, else local[*])",
     )
     arguments = parser.parse_args(argv)
     file_ids = [file_id for file_id, _ in arguments.files]

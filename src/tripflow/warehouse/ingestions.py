@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -59,8 +59,11 @@ def checksum(lake: Lake, path: str) -> str:
     return digest.hexdigest()
 
 
-def claim_batch(conn: psycopg.Connection[Any], lake: Lake) -> Batch | None:
-    """Claim every complete file waiting in the landing dir as a new batch, or None.
+def claim_batch(
+    conn: psycopg.Connection[Any], lake: Lake, only: Collection[str] | None = None
+) -> Batch | None:
+    """Claim every complete file waiting in the landing dir (or only those named, e.g. the
+    ones a sensor saw stop growing) as a new batch, or None.
 
     A file already held by an unfinished batch is left to that batch, so no file is ever
     claimed twice, even by two claims running at once."""
@@ -71,7 +74,11 @@ def claim_batch(conn: psycopg.Connection[Any], lake: Lake) -> Batch | None:
         ).fetchall()
     }
     conn.commit()
-    candidates = [item for item in lake.list_files(LANDING) if item.path not in waiting]
+    candidates = [
+        item
+        for item in lake.list_files(LANDING)
+        if item.path not in waiting and (only is None or item.path in only)
+    ]
     if not candidates:
         return None
     sums = {item.path: checksum(lake, item.path) for item in candidates}

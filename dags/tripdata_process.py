@@ -1,0 +1,83 @@
+"""The `tripdata-process` DAG: landing files -> Spark -> staging -> tripdata -> processed/.
+
+Thin on purpose: the steps live in `tripflow.orchestration`; parsing this file connects to
+nothing and reads no settings (tasks read them from TRIPFLOW_* when they run)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, TriggerRule, task
+
+from tripflow.orchestration import tasks
+from tripflow.orchestration.sensors import LandingFilesSensor
+from tripflow.services.airflow import DAG_ID
+
+DOC = """
+### Trip files from the lake's landing dir into `tripdata`
+
+One run takes one ingestion batch from the landing dir to `done`; `@continuous` with one
+active run starts the next run as soon as this one ends.
+
+1. **wait_for_files** defers to the triggerer (no worker slot) until files in
+   `data/raw/tripdata/` keep the same size over two polls (`TRIPFLOW_SENSOR_POLL_SECONDS`).
+   Hidden, `_COPYING_` and `.tmp` files are ignored. After a day without files the run is
+   skipped, and the next one starts waiting again.
+2. **claim_batch** resumes the oldest unfinished batch, or claims the waiting files as a new
+   batch; with neither, the rest of the run is skipped.
+3. **spark_needed** lets Spark run only while the batch is still `claimed`.
+4. **validate_with_spark** submits the preprocess job (`spark_default` connection): CSV to
+   validated, de-duplicated Parquet in `trusted/`, bad rows with reasons in `rejected/`.
+5. **record_spark_counts** stores the job's per-file counts (batch -> `processed`).
+6. **load_staging** copies the Parquet into `staging_tripdata` (-> `staged`).
+7. **publish_to_tripdata** merges staging into `tripdata` with PostGIS points in one
+   transaction (-> `published`).
+8. **archive_files** moves the files to `data/processed/tripdata/<batch>/` (-> `done`).
+
+Each step checks the batch's status first, so retries and reruns are safe: no row is
+loaded twice and no file is lost.
+"""
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Ingest trip files from the lake's landing dir into PostGIS",
+    doc_md=DOC,
+    schedule="@continuous",
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["tripflow"],
+):
+    waiting = LandingFilesSensor(
+        task_id="wait_for_files",
+        timeout=timedelta(days=1),
+        # A quiet day is not a failure: skip the run and let the next one wait.
+        soft_fail=True,
+    )
+    # Only the files the sensor saw stop growing are claimed.
+    claimed = task(task_id="claim_batch", multiple_outputs=True)(tasks.claim)(waiting.output)
+    batch_id = claimed["batch_id"]
+    # Direct downstream (Spark) is skipped when not needed; later tasks keep their rules.
+    spark_needed = task.short_circuit(
+        task_id="spark_needed", ignore_downstream_trigger_rules=False
+    )(tasks.spark_needed)(claimed["run_spark"])
+    spark = SparkSubmitOperator(
+        task_id="validate_with_spark",
+        conn_id="spark_default",
+        application=tasks.spark_application(),
+        application_args=claimed["application_args"],
+        name="tripflow-preprocess",
+        conf={"spark.ui.enabled": "false"},
+    )
+    counts = task(
+        task_id="record_spark_counts",
+        # Runs after Spark, or in its place when it was skipped; skipped with the claim.
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+    )(tasks.record_counts)(batch_id)
+    staged = task(task_id="load_staging")(tasks.load_staging)(batch_id)
+    published = task(task_id="publish_to_tripdata")(tasks.publish)(batch_id)
+    archived = task(task_id="archive_files")(tasks.archive)(batch_id)
+
+    spark_needed >> spark >> counts >> staged >> published >> archived

@@ -1,0 +1,136 @@
+"""The callables the `tripdata-process` DAG runs: each is an entry point that builds settings,
+the warehouse connection and the lake, then calls one step of `tripflow.pipeline`.
+
+Every step goes through the batch's status, so a retry or a rerun of any task resumes the
+batch where it stopped and never loads a row twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from tripflow.config import Settings
+from tripflow.lake import Lake
+from tripflow.warehouse.ingestions import Status
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from tripflow.spark.preprocess import PreprocessJob
+
+# The DAG processor imports this module each time it parses the DAG file: the pipeline
+# (psycopg, pyarrow, pandas: ~1.6 s) is imported inside the callables, when a task runs.
+
+log = logging.getLogger(__name__)
+
+
+class SparkAlreadySubmitted:
+    """A Spark runner for steps after `validate_with_spark`: it refuses to run the job."""
+
+    def run(self, job: PreprocessJob) -> None:
+        """Refuse: the DAG runs Spark in its own task, never inside a later step."""
+        from tripflow.pipeline import SparkJobError
+
+        raise SparkJobError(
+            f"batch {job.batch_id} has no Spark results recorded yet; "
+            "clear validate_with_spark and record_spark_counts to run them again"
+        )
+
+
+@contextmanager
+def _entry_point() -> Iterator[tuple[psycopg.Connection[Any], Lake]]:
+    settings = Settings()
+    from tripflow.warehouse.database import connect
+
+    with connect(settings.database_dsn) as conn:
+        yield conn, Lake(settings.lake_root)
+
+
+def _log_step(batch_id: int, step: str) -> None:
+    log.info("batch %d: %s", batch_id, step)
+
+
+def spark_application() -> str:
+    """Return the path of the Spark job's module without importing it (or PySpark)."""
+    spec = importlib.util.find_spec("tripflow.spark.preprocess")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("tripflow.spark.preprocess")
+    return spec.origin
+
+
+def claim(ready: list[str] | None = None) -> dict[str, Any]:
+    """Resume the oldest unfinished batch or claim the files the sensor saw complete as a new
+    one; skip the rest of the run when there is neither."""
+    from tripflow import pipeline
+    from tripflow.warehouse import ingestions
+
+    with _entry_point() as (conn, lake):
+        batch_id = pipeline.claim_or_resume(conn, lake, ready)
+        if batch_id is None:
+            raise AirflowSkipException("no waiting files and no unfinished batch")
+        status = ingestions.get_batch(conn, batch_id).status
+        job = pipeline.build_job(conn, lake, batch_id)
+    log.info("batch %d: %s, %d file(s)", batch_id, status, len(job.files))
+    return {
+        "batch_id": batch_id,
+        "application_args": pipeline.job_arguments(job),
+        "run_spark": status is Status.CLAIMED,
+    }
+
+
+def spark_needed(run_spark: bool) -> bool:
+    """Tell whether the batch still needs its Spark job (it has not passed `claimed`)."""
+    return run_spark
+
+
+def record_counts(batch_id: int) -> None:
+    """Record the counts the Spark job wrote and mark the batch processed, once."""
+    from tripflow import pipeline
+    from tripflow.warehouse import ingestions
+
+    with _entry_point() as (conn, lake):
+        if ingestions.get_batch(conn, batch_id).status is not Status.CLAIMED:
+            log.info("batch %d: Spark results already recorded", batch_id)
+            return
+        try:
+            pipeline.record_spark_results(conn, lake, batch_id)
+        except Exception as error:
+            ingestions.record_failure(conn, batch_id, f"spark: {error}")
+            raise
+
+
+def _advance(batch_id: int, until: Status) -> None:
+    from tripflow import pipeline
+
+    with _entry_point() as (conn, lake):
+        pipeline.run_batch(
+            conn, lake, SparkAlreadySubmitted(), batch_id, on_step=_log_step, until=until
+        )
+
+
+def load_staging(batch_id: int) -> None:
+    """Load the batch's validated Parquet into the staging table."""
+    _advance(batch_id, Status.STAGED)
+
+
+def publish(batch_id: int) -> None:
+    """Publish the staged rows into `tripdata` in one transaction."""
+    _advance(batch_id, Status.PUBLISHED)
+
+
+def archive(batch_id: int) -> dict[str, Any]:
+    """Move the batch's files to processed/, mark it done and return its summary."""
+    from tripflow.warehouse import ingestions
+
+    _advance(batch_id, Status.DONE)
+    with _entry_point() as (conn, _lake):
+        summary = ingestions.batch_summary(conn, batch_id)
+    # Plain JSON values: timestamps as text, so the XCom is readable anywhere.
+    result: dict[str, Any] = json.loads(ingestions.summary_json(summary))
+    return result
