@@ -70,6 +70,9 @@ with DAG(
         application_args=claimed["application_args"],
         name="tripflow-preprocess",
         conf={"spark.ui.enabled": "false"},
+        # Each failed try counts on the batch, which is set aside after the last one.
+        on_retry_callback=tasks.record_spark_failure,
+        on_failure_callback=tasks.record_spark_failure,
     )
     counts = task(
         task_id="record_spark_counts",

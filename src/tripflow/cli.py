@@ -174,9 +174,16 @@ def ingest(
                 )
 
             try:
-                batch_ids = pipeline.ingest(conn, lake, runner, on_step)
+                batch_ids = pipeline.ingest(
+                    conn, lake, runner, on_step, max_attempts=settings.max_batch_attempts
+                )
             except Exception as error:
-                raise fail(f"ingestion failed: {error}") from error
+                raise fail(
+                    f"ingestion failed: {error}\nThe batch keeps its error (`tripflow status`); "
+                    f"after {settings.max_batch_attempts} failed attempts it is set aside as "
+                    "failed and its files moved to data/failed/ (`tripflow retry BATCH`). "
+                    "Run `tripflow ingest` again to retry."
+                ) from error
             finally:
                 if "task" in current:
                     progress.update(current["task"], completed=1, total=1)
@@ -218,6 +225,29 @@ def print_summary(summary: dict[str, Any]) -> None:
         style="bold",
     )
     console.print(table)
+
+
+@app.command()
+def retry(batch_id: Annotated[int, typer.Argument(help="A batch set aside as failed.")]) -> None:
+    """Put the files of a failed batch back into the landing dir, to be claimed anew."""
+    from tripflow.warehouse.database import connect
+    from tripflow.warehouse.ingestions import Status, get_batch
+
+    settings = Settings()
+    lake = Lake(settings.lake_root)
+    with closing(connect(ensure_database(settings))) as conn:
+        try:
+            batch = get_batch(conn, batch_id)
+        except LookupError as error:
+            raise fail(str(error)) from error
+    if batch.status is not Status.FAILED:
+        raise fail(f"batch {batch_id} is {batch.status}, not failed")
+    for item in batch.files:
+        if item.processed_path and lake.exists(item.processed_path):
+            if lake.exists(item.landing_path):
+                raise fail(f"{lake.uri(item.landing_path)} exists already; move it away first")
+            lake.move(item.processed_path, item.landing_path)
+            console.print(f"back in landing: {lake.uri(item.landing_path)}", highlight=False)
 
 
 @app.command()

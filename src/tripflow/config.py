@@ -45,8 +45,44 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of Airflow's metadata database. "
         "Default: the database `airflow` on the warehouse's server.",
     )
+    max_batch_attempts: int = Field(
+        default=3,
+        description="Failed attempts after which a batch is set aside as failed and its files "
+        "moved to the lake's failed area (so it does not block newer files).",
+    )
     sensor_poll_seconds: float = Field(
         default=5.0, description="How often the DAG's sensor looks at the landing dir."
+    )
+    hdfs_port: int = Field(
+        default=8020, description="RPC port of the managed HDFS NameNode (loopback only)."
+    )
+    hdfs_http_port: int = Field(
+        default=9870,
+        description="HTTP port of the NameNode: WebHDFS, through which the lake reads and "
+        "writes hdfs:// URLs from Python, and JMX.",
+    )
+    hdfs_user: str = Field(
+        default="tripflow",
+        description="HDFS user name: the managed HDFS runs as it, and WebHDFS calls assert it.",
+    )
+    hdfs_datanode_port: int = Field(
+        default=9866, description="Data transfer port of the managed DataNode (0: any free)."
+    )
+    hdfs_datanode_http_port: int = Field(
+        default=9864,
+        description="HTTP port of the managed DataNode, where WebHDFS sends data (0: any free).",
+    )
+    hdfs_datanode_ipc_port: int = Field(
+        default=9867, description="IPC port of the managed DataNode (0: any free)."
+    )
+    hdfs_heap: str = Field(
+        default="384m", description="Maximum Java heap of the NameNode and of the DataNode each."
+    )
+    hadoop_jars: Path | None = Field(
+        default=None,
+        description="Directory of the Hadoop jars the managed HDFS runs from "
+        "(scripts/fetch-hadoop.sh fills it). "
+        "Default: $XDG_CACHE_HOME/tripflow/hadoop-3.5.0/jars (~/.cache when unset).",
     )
 
     @property

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from tripflow.spark.preprocess import PreprocessJob
 
 StepCallback = Callable[[int, str], None]
+# Where the files of a batch set aside as failed are kept.
+FAILED = "data/failed/tripdata"
 
 
 class SparkJobError(RuntimeError):
@@ -185,6 +187,28 @@ def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> N
         ingestions.set_status(conn, batch_id, Status.DONE)
 
 
+def fail_batch(
+    conn: psycopg.Connection[Any], lake: Lake, batch_id: int, error: str, max_attempts: int
+) -> None:
+    """Record a failed attempt; after `max_attempts`, set the batch aside as failed and move
+    its files from the landing dir to failed/<batch>/, so it stops blocking new files."""
+    if ingestions.record_failure(conn, batch_id, error) < max_attempts:
+        return
+    for item in ingestions.get_batch(conn, batch_id).files:
+        if item.processed_path:
+            continue
+        target = posixpath.join(FAILED, str(batch_id), item.name)
+        lake.move(item.landing_path, target)
+        ingestions.record_archived(conn, item.file_id, target)
+    with conn.transaction():
+        conn.execute(
+            "UPDATE ingestion_batch SET status = 'failed', updated_at = now(),"
+            " finished_at = now() WHERE batch_id = %s",
+            (batch_id,),
+        )
+        ingestions.notify(conn, batch_id)
+
+
 def run_batch(
     conn: psycopg.Connection[Any],
     lake: Lake,
@@ -192,9 +216,11 @@ def run_batch(
     batch_id: int,
     on_step: StepCallback | None = None,
     until: Status = Status.DONE,
+    max_attempts: int = 3,
 ) -> None:
     """Take one batch from wherever it stopped to `until` (done by default); a batch
-    already there or past it is left alone."""
+    already there or past it is left alone. A failing step is recorded on the batch (see
+    `fail_batch`) and raised."""
     steps: dict[Status, tuple[str, Callable[[], object]]] = {
         Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id)),
         Status.PROCESSED: (
@@ -205,7 +231,9 @@ def run_batch(
         Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),
     }
     order = list(Status)
-    while order.index(status := ingestions.get_batch(conn, batch_id).status) < order.index(until):
+    while (status := ingestions.get_batch(conn, batch_id).status) != Status.FAILED and (
+        order.index(status) < order.index(until)
+    ):
         name, step = steps[status]
         if on_step:
             on_step(batch_id, name)
@@ -216,7 +244,7 @@ def run_batch(
             with conn.transaction():
                 ingestions.set_status(conn, batch_id, Status.PROCESSED)
         except Exception as error:
-            ingestions.record_failure(conn, batch_id, f"{name}: {error}")
+            fail_batch(conn, lake, batch_id, f"{name}: {error}", max_attempts)
             raise
 
 
@@ -237,17 +265,18 @@ def ingest(
     lake: Lake,
     runner: SparkRunner,
     on_step: StepCallback | None = None,
+    max_attempts: int = 3,
 ) -> list[int]:
     """Finish unfinished batches, then claim and run the files waiting now; return the
     batch ids touched."""
     touched = []
     for batch_id in ingestions.unfinished_batches(conn):
-        run_batch(conn, lake, runner, batch_id, on_step)
+        run_batch(conn, lake, runner, batch_id, on_step, max_attempts=max_attempts)
         touched.append(batch_id)
     batch = ingestions.claim_batch(conn, lake)
     if batch is not None:
         if on_step:
             on_step(batch.batch_id, "claimed")
-        run_batch(conn, lake, runner, batch.batch_id, on_step)
+        run_batch(conn, lake, runner, batch.batch_id, on_step, max_attempts=max_attempts)
         touched.append(batch.batch_id)
     return touched

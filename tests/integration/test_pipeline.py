@@ -295,3 +295,29 @@ def test_follower_times_out_when_nothing_ingests(lake: Lake, database_url: str) 
         added = lake.put(SAMPLE, LANDING)
         with pytest.raises(TimeoutError, match="not loaded"):
             follower.follow([added], timeout=0.5)
+
+
+def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
+) -> None:
+    lake.put(SAMPLE, LANDING)
+    batch = ingestions.claim_batch(conn, lake)
+    assert batch is not None
+    # The claimed file turns into an empty directory: a real Spark job over it fails.
+    landing = batch.files[0].landing_path
+    lake.fs.rm(lake.full_path(landing))
+    lake.makedirs(landing)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="Spark did not read"):
+            pipeline.ingest(conn, lake, runner, max_attempts=3)
+    lake.put(SAMPLE, LANDING, name="trips_again.csv")
+
+    (newer,) = pipeline.ingest(conn, lake, runner, max_attempts=3)
+
+    failed = batch_row(conn, batch.batch_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", 3)
+    assert failed["error"].startswith("spark: ")
+    assert failed["files"][0]["processed_path"] == f"{pipeline.FAILED}/{batch.batch_id}/trips.csv"
+    assert lake.exists(f"{pipeline.FAILED}/{batch.batch_id}/trips.csv")
+    assert not lake.exists(landing)
+    assert batch_row(conn, newer)["rows_loaded"] == 100

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tripflow.config import Settings
 from tripflow.lake import Lake
@@ -44,12 +44,12 @@ class SparkAlreadySubmitted:
 
 
 @contextmanager
-def _entry_point() -> Iterator[tuple[psycopg.Connection[Any], Lake]]:
+def _entry_point() -> Iterator[tuple[Settings, psycopg.Connection[Any], Lake]]:
     settings = Settings()
     from tripflow.warehouse.database import connect
 
     with connect(settings.database_dsn) as conn:
-        yield conn, Lake(settings.lake_root)
+        yield settings, conn, Lake(settings.lake_root)
 
 
 def _log_step(batch_id: int, step: str) -> None:
@@ -70,7 +70,7 @@ def claim(ready: list[str] | None = None) -> dict[str, Any]:
     from tripflow import pipeline
     from tripflow.warehouse import ingestions
 
-    with _entry_point() as (conn, lake):
+    with _entry_point() as (_settings, conn, lake):
         batch_id = pipeline.claim_or_resume(conn, lake, ready)
         if batch_id is None:
             raise AirflowSkipException("no waiting files and no unfinished batch")
@@ -84,6 +84,21 @@ def claim(ready: list[str] | None = None) -> dict[str, Any]:
     }
 
 
+def record_spark_failure(context: Any) -> None:
+    """Record a failed try of the Spark task on its batch (the failure would otherwise stay
+    in Airflow only, and the batch would be retried for ever)."""
+    from tripflow import pipeline
+
+    batch_id = context["ti"].xcom_pull(task_ids="claim_batch", key="batch_id")
+    if batch_id is None:
+        return
+    error = context.get("exception") or "spark-submit failed"
+    with _entry_point() as (settings, conn, lake):
+        pipeline.fail_batch(
+            conn, lake, int(batch_id), f"spark: {error}", settings.max_batch_attempts
+        )
+
+
 def spark_needed(run_spark: bool) -> bool:
     """Tell whether the batch still needs its Spark job (it has not passed `claimed`)."""
     return run_spark
@@ -94,24 +109,37 @@ def record_counts(batch_id: int) -> None:
     from tripflow import pipeline
     from tripflow.warehouse import ingestions
 
-    with _entry_point() as (conn, lake):
+    with _entry_point() as (settings, conn, lake):
         if ingestions.get_batch(conn, batch_id).status is not Status.CLAIMED:
             log.info("batch %d: Spark results already recorded", batch_id)
             return
         try:
             pipeline.record_spark_results(conn, lake, batch_id)
         except Exception as error:
-            ingestions.record_failure(conn, batch_id, f"spark: {error}")
+            pipeline.fail_batch(
+                conn, lake, batch_id, f"spark: {error}", settings.max_batch_attempts
+            )
             raise
 
 
 def _advance(batch_id: int, until: Status) -> None:
     from tripflow import pipeline
+    from tripflow.warehouse import ingestions
 
-    with _entry_point() as (conn, lake):
+    with _entry_point() as (settings, conn, lake):
         pipeline.run_batch(
-            conn, lake, SparkAlreadySubmitted(), batch_id, on_step=_log_step, until=until
+            conn,
+            lake,
+            SparkAlreadySubmitted(),
+            batch_id,
+            on_step=_log_step,
+            until=until,
+            max_attempts=settings.max_batch_attempts,
         )
+        batch = ingestions.get_batch(conn, batch_id)
+    if batch.status is Status.FAILED:
+        # Set aside after its last attempt: fail this run for good instead of retrying.
+        raise AirflowFailException(f"batch {batch_id} was set aside as failed; see its error")
 
 
 def load_staging(batch_id: int) -> None:
@@ -129,7 +157,7 @@ def archive(batch_id: int) -> dict[str, Any]:
     from tripflow.warehouse import ingestions
 
     _advance(batch_id, Status.DONE)
-    with _entry_point() as (conn, _lake):
+    with _entry_point() as (_settings, conn, _lake):
         summary = ingestions.batch_summary(conn, batch_id)
     # Plain JSON values: timestamps as text, so the XCom is readable anywhere.
     result: dict[str, Any] = json.loads(ingestions.summary_json(summary))

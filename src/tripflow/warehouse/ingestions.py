@@ -28,6 +28,13 @@ class Status(StrEnum):
     STAGED = "staged"
     PUBLISHED = "published"
     DONE = "done"
+    # Set aside after too many failed attempts; not a step, never resumed.
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """Tell whether the batch will not move any more."""
+        return self in (Status.DONE, Status.FAILED)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,8 @@ def get_batch(conn: psycopg.Connection[Any], batch_id: int) -> Batch:
 def unfinished_batches(conn: psycopg.Connection[Any]) -> list[int]:
     """Return the ids of batches a crash or failure left before `done`, oldest first."""
     rows = conn.execute(
-        "SELECT batch_id FROM ingestion_batch WHERE status <> 'done' ORDER BY batch_id"
+        "SELECT batch_id FROM ingestion_batch WHERE status NOT IN ('done', 'failed')"
+        " ORDER BY batch_id"
     ).fetchall()
     conn.commit()
     return [row[0] for row in rows]
@@ -159,16 +167,18 @@ def notify(conn: psycopg.Connection[Any], batch_id: int) -> None:
     )
 
 
-def record_failure(conn: psycopg.Connection[Any], batch_id: int, error: str) -> None:
-    """Keep a step's error on the batch; the batch stays where it was, to be resumed."""
+def record_failure(conn: psycopg.Connection[Any], batch_id: int, error: str) -> int:
+    """Keep a step's error on the batch, which stays where it was, to be resumed; return
+    the number of failed attempts so far."""
     conn.rollback()
     with conn.transaction():
-        conn.execute(
+        row = conn.execute(
             "UPDATE ingestion_batch SET error = %s, attempts = attempts + 1, updated_at = now()"
-            " WHERE batch_id = %s",
+            " WHERE batch_id = %s RETURNING attempts",
             (error, batch_id),
-        )
+        ).fetchone()
         notify(conn, batch_id)
+    return int(row[0]) if row else 0
 
 
 def record_reports(
@@ -252,7 +262,7 @@ class BatchFollower:
         for note in self.listener.notifies(timeout=timeout):
             yield json.loads(note.payload)
 
-    def _done_batches(self, landing_paths: list[str]) -> list[int] | None:
+    def _finished_batches(self, landing_paths: list[str]) -> list[int] | None:
         rows = self.reader.execute(
             "SELECT f.landing_path, f.batch_id, b.status FROM ingestion_file AS f"
             " JOIN ingestion_batch AS b USING (batch_id)"
@@ -261,7 +271,7 @@ class BatchFollower:
         ).fetchall()
         if {row[0] for row in rows} != set(landing_paths):
             return None
-        if any(row[2] != Status.DONE for row in rows):
+        if not all(Status(row[2]).finished for row in rows):
             return None
         return sorted({int(row[1]) for row in rows})
 
@@ -271,10 +281,10 @@ class BatchFollower:
         timeout: float,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Wait until the batches holding these newly added files are done; return their
-        summaries. Raise TimeoutError after `timeout` seconds."""
+        """Wait until the batches holding these newly added files are done (or failed);
+        return their summaries. Raise TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while (done := self._done_batches(landing_paths)) is None:
+        while (done := self._finished_batches(landing_paths)) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
