@@ -175,14 +175,19 @@ def process_batch(
     record_spark_results(conn, lake, batch_id)
 
 
-def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
-    """Move the batch's files out of the landing dir into processed/<batch>/."""
+def _move_files(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, area: str) -> None:
+    """Move the batch's files still in the landing dir to <area>/<batch>/."""
     for item in ingestions.get_batch(conn, batch_id).files:
         if item.processed_path:
             continue
-        target = posixpath.join(PROCESSED, str(batch_id), item.name)
+        target = posixpath.join(area, str(batch_id), item.name)
         lake.move(item.landing_path, target)
         ingestions.record_archived(conn, item.file_id, target)
+
+
+def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
+    """Move the batch's files out of the landing dir into processed/<batch>/."""
+    _move_files(conn, lake, batch_id, PROCESSED)
     with conn.transaction():
         ingestions.set_status(conn, batch_id, Status.DONE)
 
@@ -194,19 +199,9 @@ def fail_batch(
     its files from the landing dir to failed/<batch>/, so it stops blocking new files."""
     if ingestions.record_failure(conn, batch_id, error) < max_attempts:
         return
-    for item in ingestions.get_batch(conn, batch_id).files:
-        if item.processed_path:
-            continue
-        target = posixpath.join(FAILED, str(batch_id), item.name)
-        lake.move(item.landing_path, target)
-        ingestions.record_archived(conn, item.file_id, target)
+    _move_files(conn, lake, batch_id, FAILED)
     with conn.transaction():
-        conn.execute(
-            "UPDATE ingestion_batch SET status = 'failed', updated_at = now(),"
-            " finished_at = now() WHERE batch_id = %s",
-            (batch_id,),
-        )
-        ingestions.notify(conn, batch_id)
+        ingestions.set_status(conn, batch_id, Status.FAILED)
 
 
 def run_batch(

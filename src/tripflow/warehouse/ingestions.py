@@ -146,11 +146,14 @@ def unfinished_batches(conn: psycopg.Connection[Any]) -> list[int]:
 
 
 def set_status(conn: psycopg.Connection[Any], batch_id: int, status: Status) -> None:
-    """Record that a batch finished a step (inside the caller's transaction)."""
+    """Record that a batch finished a step (inside the caller's transaction); a failed
+    batch keeps its last error."""
     conn.execute(
-        "UPDATE ingestion_batch SET status = %s, error = NULL, updated_at = now(),"
-        " finished_at = CASE WHEN %s = 'done' THEN now() END WHERE batch_id = %s",
-        (status.value, status.value, batch_id),
+        "UPDATE ingestion_batch SET status = %(status)s, updated_at = now(),"
+        " error = CASE WHEN %(status)s = 'failed' THEN error END,"
+        " finished_at = CASE WHEN %(status)s IN ('done', 'failed') THEN now() END"
+        " WHERE batch_id = %(batch_id)s",
+        {"status": status.value, "batch_id": batch_id},
     )
     notify(conn, batch_id)
 
