@@ -20,6 +20,8 @@ from tripflow.config import Settings
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse.database import migrate
 
+pytest_plugins = ["tests.hdfs_fixture"]
+
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "trips.csv"
 TEMPLATE = "tripflow_template"
 _database_numbers = count(1)

@@ -1,4 +1,8 @@
-"""The lake: one small interface over any fsspec filesystem (file://, hdfs://, s3://)."""
+"""The lake: one small interface over any fsspec filesystem (file://, hdfs://, s3://).
+
+An `hdfs://host:port/path` lake is read and written from Python through WebHDFS (HTTP, no
+native libhdfs), on the NameNode's HTTP port, while `uri()` keeps the hdfs:// URL for Spark,
+which speaks HDFS's own protocol."""
 
 from __future__ import annotations
 
@@ -8,9 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import fsspec
+from fsspec.implementations.webhdfs import WebHDFS
+
+if TYPE_CHECKING:
+    from tripflow.config import Settings
 
 LANDING = "data/raw/tripdata"
 PROCESSED = "data/processed/tripdata"
@@ -19,6 +28,8 @@ REJECTED = "data/rejected/tripdata"
 
 # Writers expose a file under one of these names until it is complete.
 IN_FLIGHT_SUFFIXES = ("._COPYING_", ".tmp")
+# The NameNode's HTTP port (WebHDFS) in Hadoop 3, when an hdfs:// lake is given no other.
+WEBHDFS_PORT = 9870
 
 
 def is_in_flight(name: str) -> bool:
@@ -43,8 +54,20 @@ class Lake:
     """Files under a root URL; callers use paths relative to that root."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
+        """Open the lake at a URL; storage options go to its fsspec filesystem.
+
+        For hdfs:// they are WebHDFS's: `port` is the NameNode's HTTP port (default 9870,
+        the URL's port being the RPC port Spark uses), `user` the HDFS user name, and
+        `data_proxy` rewrites DataNode addresses a client cannot reach as given."""
         self.url = url.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
+        parts = urlsplit(self.url)
+        if parts.scheme == "hdfs":
+            # fsspec's own hdfs:// needs libhdfs and a Hadoop install; WebHDFS needs neither.
+            options = {"port": WEBHDFS_PORT, **storage_options}
+            self.fs = WebHDFS(host=parts.hostname or "127.0.0.1", **options)
+            root = parts.path
+        else:
+            self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = root.rstrip("/") or "/"
 
     def full_path(self, path: str) -> str:
@@ -70,8 +93,24 @@ class Lake:
             name = posixpath.basename(info["name"].rstrip("/"))
             if info["type"] != "file" or is_in_flight(name):
                 continue
+            if self._open_for_write(posixpath.join(full, name)):
+                continue
             found.append(LakeFile(posixpath.join(directory, name), int(info["size"])))
         return sorted(found, key=lambda item: item.path)
+
+    def _open_for_write(self, full: str) -> bool:
+        """Tell whether a writer still holds the file open (HDFS lists such a file, with the
+        length of its completed blocks only, often 0); a file gone meanwhile counts as open."""
+        if not isinstance(self.fs, WebHDFS):
+            return False
+        # LISTSTATUS and GETFILESTATUS do not tell; the block locations do. GET_BLOCK_LOCATIONS
+        # is the NameNode's internal WebHDFS operation (public GETFILEBLOCKLOCATIONS leaves
+        # the flag out); length=1 keeps the answer to one block.
+        try:
+            answer = self.fs._call("GET_BLOCK_LOCATIONS", path=full, offset=0, length=1)
+        except FileNotFoundError:
+            return True
+        return bool(answer.json()["LocatedBlocks"]["isUnderConstruction"])
 
     def glob(self, pattern: str) -> list[str]:
         """Return the relative paths matching a glob pattern."""
@@ -104,11 +143,18 @@ class Lake:
         partial = f"{target}.{uuid.uuid4().hex[:8]}._COPYING_"
         self.fs.put_file(str(local), self.full_path(partial))
         try:
-            self.fs.mv(self.full_path(partial), self.full_path(target))
+            self._rename(partial, target)
         except BaseException:
             self.fs.rm(self.full_path(partial))
             raise
         return target
+
+    def _rename(self, source: str, target: str) -> None:
+        self.fs.mv(self.full_path(source), self.full_path(target))
+        # HDFS refuses a rename onto an existing file by answering `false`, which WebHDFS
+        # passes on as a success: a source still in place is the only sign.
+        if self.fs.exists(self.full_path(source)):
+            raise FileExistsError(f"cannot rename {self.uri(source)} to {self.uri(target)}")
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a small file whole."""
@@ -121,9 +167,17 @@ class Lake:
         if not self.exists(source) and self.exists(target):
             return
         self.makedirs(posixpath.dirname(target))
-        self.fs.mv(self.full_path(source), self.full_path(target))
+        self._rename(source, target)
 
     def remove_tree(self, directory: str) -> None:
         """Delete a directory and everything under it, if it exists."""
         if self.exists(directory):
             self.fs.rm(self.full_path(directory), recursive=True)
+
+
+def open_lake(settings: Settings) -> Lake:
+    """Open the lake the settings name, with the WebHDFS port and user of an hdfs:// lake."""
+    url = settings.lake_root
+    if urlsplit(url).scheme == "hdfs":
+        return Lake(url, port=settings.hdfs_http_port, user=settings.hdfs_user)
+    return Lake(url)
