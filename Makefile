@@ -4,6 +4,11 @@ BIN := .venv/bin
 TRIPFLOW := $(BIN)/tripflow
 SAMPLE := data/sample/trips.csv
 PORT ?= 50555
+# `make run LAKE=hdfs` (and the same for every other target): the lake on the local HDFS.
+LAKE ?= local
+ifeq ($(LAKE),hdfs)
+export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
+endif
 
 .PHONY: help setup lint format test run up status add-file ingest serve down psql clean
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install what tripflow needs and is missing: Java 17, PostgreSQL 15 + PostGIS 3, uv and the
-# locked Python environment. Idempotent, and quick when everything is already there.
+# Install what tripflow needs and is missing: Java 17, Maven, PostgreSQL 15 + PostGIS 3, uv,
+# the locked Python environment and the Hadoop jars of the local HDFS. Idempotent, and quick
+# when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing+=(postgresql-15-postgis-3)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,3 +26,5 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 # --frozen: the environment is exactly uv.lock; quick no-op when already in sync.
 uv sync --frozen --quiet
+# The NameNode and DataNode jars (Hadoop 3.5.0, pyspark's client version), cached once.
+scripts/fetch-hadoop.sh

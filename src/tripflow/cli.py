@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tripflow.config import Settings
-from tripflow.lake import LANDING, Lake
+from tripflow.lake import LANDING, open_lake
 from tripflow.services import stack
 from tripflow.services.postgres import ManagedPostgres, PostgresError
 from tripflow.warehouse.ingestions import CHANNEL, BatchFollower
@@ -26,6 +26,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The managed PostgreSQL cluster.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+hdfs_app = typer.Typer(
+    help="The managed single-node HDFS (used when TRIPFLOW_LAKE_URL is hdfs://127.0.0.1:PORT).",
+    no_args_is_help=True,
+)
+app.add_typer(hdfs_app, name="hdfs")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
@@ -69,7 +74,7 @@ def add_file(
 ) -> None:
     """Put files into the lake's landing dir atomically (written as _COPYING_, then renamed)."""
     settings = Settings()
-    lake = Lake(settings.lake_root)
+    lake = open_lake(settings)
     missing = [path for path in paths if not path.is_file()]
     if missing:
         raise fail(", ".join(f"{path}: no such file" for path in missing))
@@ -147,7 +152,7 @@ def ingest(
 
     settings = Settings()
     url = ensure_database(settings)
-    lake = Lake(settings.lake_root)
+    lake = open_lake(settings)
     runner = pipeline.SubmitRunner(settings)
     labels = {
         "claimed": "claimed files",
@@ -234,7 +239,7 @@ def retry(batch_id: Annotated[int, typer.Argument(help="A batch set aside as fai
     from tripflow.warehouse.ingestions import Status, get_batch
 
     settings = Settings()
-    lake = Lake(settings.lake_root)
+    lake = open_lake(settings)
     with closing(connect(ensure_database(settings))) as conn:
         try:
             batch = get_batch(conn, batch_id)
@@ -297,16 +302,20 @@ def up(
             "DAG tripdata-process is unpaused and listening)",
             highlight=False,
         )
-    console.print(f"Lake:     {Lake(settings.lake_root).uri(LANDING)} (drop files here)")
+    console.print(f"Lake:     {open_lake(settings).uri(LANDING)} (drop files here)")
     console.print(f"Logs:     {stack.log_directory(settings)}", highlight=False)
 
 
 @app.command()
 def down() -> None:
     """Stop the whole local stack (supervised services, then the managed PostgreSQL)."""
+    from tripflow.services.hdfs import ManagedHdfs
+
     settings = Settings()
     if stack.stop_supervisor(settings):
         console.print("services stopped")
+    if ManagedHdfs(settings).stop():
+        console.print("HDFS stopped")
     if settings.manages_database:
         ManagedPostgres(settings).stop()
         console.print("database stopped")
@@ -323,6 +332,10 @@ def status() -> None:
     for column in ("service", "state", "pid", "memory MB", "detail"):
         table.add_column(column)
     states = stack.services(settings)
+    if settings.manages_hdfs:
+        from tripflow.services.hdfs import ManagedHdfs
+
+        states += ManagedHdfs(settings).status()
     for state in states:
         table.add_row(
             state.name,
@@ -354,6 +367,44 @@ def status() -> None:
             batch["error"] or "",
         )
     console.print(recent)
+
+
+@hdfs_app.command("start")
+def hdfs_start() -> None:
+    """Start the NameNode and the DataNode (formatted on first start)."""
+    from tripflow.services.hdfs import HdfsError, ManagedHdfs
+
+    cluster = ManagedHdfs(Settings())
+    try:
+        seconds = cluster.start()
+    except HdfsError as error:
+        raise fail(str(error)) from error
+    console.print(
+        f"HDFS up in {seconds:.1f} s: {cluster.url()} (WebHDFS {cluster.webhdfs_url()})",
+        highlight=False,
+    )
+
+
+@hdfs_app.command("stop")
+def hdfs_stop() -> None:
+    """Stop the DataNode and the NameNode."""
+    from tripflow.services.hdfs import ManagedHdfs
+
+    ManagedHdfs(Settings()).stop()
+    console.print("HDFS stopped")
+
+
+@hdfs_app.command("status")
+def hdfs_status() -> None:
+    """Show the NameNode and the DataNode."""
+    from tripflow.services.hdfs import ManagedHdfs
+
+    states = ManagedHdfs(Settings()).status()
+    for state in states:
+        memory = f"{state.memory_mb:.0f} MB" if state.memory_mb is not None else ""
+        console.print(f"{state.name:10s} {state.state:8s} {memory:>8s}  {state.detail}")
+    if any(state.state != "RUNNING" for state in states):
+        raise typer.Exit(3)
 
 
 @db_app.command("start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -97,6 +98,31 @@ class Settings(BaseSettings):
             return self.lake_url.rstrip("/")
         # Not Path.as_uri(): Spark takes the URL literally and would look for "%20".
         return f"file://{self.home_dir / 'lake'}"
+
+    @property
+    def manages_hdfs(self) -> bool:
+        """Tell whether the lake is the single-node HDFS tripflow runs on this machine."""
+        parts = urlsplit(self.lake_root)
+        return (
+            parts.scheme == "hdfs"
+            and parts.hostname in ("127.0.0.1", "localhost")
+            and (parts.port or 8020) == self.hdfs_port
+        )
+
+    def environment(self) -> dict[str, str]:
+        """Return these settings as TRIPFLOW_* variables, for processes started from here
+        (Airflow, supervised services) to build the same settings."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values |= {
+            "home": self.home_dir,
+            "lake_url": self.lake_root,
+            "database_url": self.database_dsn,
+        }
+        return {
+            f"TRIPFLOW_{name.upper()}": str(value)
+            for name, value in values.items()
+            if value is not None
+        }
 
     @property
     def manages_database(self) -> bool:

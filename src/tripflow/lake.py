@@ -175,9 +175,13 @@ class Lake:
             self.fs.rm(self.full_path(directory), recursive=True)
 
 
+def lake_options(settings: Settings) -> dict[str, Any]:
+    """Return the storage options of the settings' lake: WebHDFS port and user for hdfs://."""
+    if urlsplit(settings.lake_root).scheme == "hdfs":
+        return {"port": settings.hdfs_http_port, "user": settings.hdfs_user}
+    return {}
+
+
 def open_lake(settings: Settings) -> Lake:
-    """Open the lake the settings name, with the WebHDFS port and user of an hdfs:// lake."""
-    url = settings.lake_root
-    if urlsplit(url).scheme == "hdfs":
-        return Lake(url, port=settings.hdfs_http_port, user=settings.hdfs_user)
-    return Lake(url)
+    """Open the lake the settings name."""
+    return Lake(settings.lake_root, **lake_options(settings))

@@ -10,8 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, free_port
 from tests.e2e.command import get, tripflow
+from tripflow.lake import LANDING, Lake
 
 NEW_TRIPS = [
     "region,origin_coord,destination_coord,datetime,datasource",
@@ -57,3 +58,29 @@ def test_the_dag_loads_each_dropped_file_once(environment: dict[str, str], tmp_p
         assert service in report
     assert "FATAL" not in report and "BACKOFF" not in report
     print(f"tripflow up took {up_seconds:.0f} s")
+
+
+@pytest.mark.e2e
+def test_the_dag_loads_a_file_put_into_hdfs_and_moves_it_inside_hdfs(
+    environment: dict[str, str],
+) -> None:
+    rpc_port, http_port = free_port(), free_port()
+    environment |= {
+        "TRIPFLOW_LAKE_URL": f"hdfs://127.0.0.1:{rpc_port}/tripflow",
+        "TRIPFLOW_HDFS_PORT": str(rpc_port),
+        "TRIPFLOW_HDFS_HTTP_PORT": str(http_port),
+        # 0: the DataNode binds free ports of the system's choosing.
+        "TRIPFLOW_HDFS_DATANODE_PORT": "0",
+        "TRIPFLOW_HDFS_DATANODE_HTTP_PORT": "0",
+        "TRIPFLOW_HDFS_DATANODE_IPC_PORT": "0",
+    }
+    tripflow(environment, "up")
+
+    batch = add_and_wait(environment, SAMPLE)
+
+    assert (batch["status"], batch["rows_loaded"]) == ("done", 100)
+    lake = Lake(environment["TRIPFLOW_LAKE_URL"], port=http_port, user="tripflow")
+    assert lake.list_files(LANDING) == []
+    assert lake.exists(f"data/processed/tripdata/{batch['batch_id']}/trips.csv")
+    assert lake.glob(f"data/trusted/tripdata/batch={batch['batch_id']}/*.parquet")
+    assert "namenode" in tripflow(environment, "status").stdout

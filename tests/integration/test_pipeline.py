@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,17 @@ from tripflow.warehouse.publish import publish_batch
 HEADER = "region,origin_coord,destination_coord,datetime,datasource"
 
 
-@pytest.fixture
-def lake(settings: Settings) -> Lake:
-    return Lake(settings.lake_root)
+@pytest.fixture(params=["file", "hdfs"])
+def lake(request: pytest.FixtureRequest, settings: Settings) -> Lake:
+    """The test's lake: a local directory, or a directory of its own on the real HDFS."""
+    if request.param == "file":
+        return Lake(settings.lake_root)
+    cluster = request.getfixturevalue("hdfs")
+    return Lake(
+        cluster.url(f"/tests/{uuid.uuid4().hex}"),
+        port=cluster.settings.hdfs_http_port,
+        user=cluster.user,
+    )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from tripflow.config import Settings
-from tripflow.lake import LANDING
+from tripflow.lake import LANDING, lake_options
 from tripflow.orchestration.triggers import LandingFilesTrigger
 
 if TYPE_CHECKING:
@@ -37,12 +37,13 @@ class LandingFilesSensor(BaseSensorOperator):
 
     def trigger(self) -> LandingFilesTrigger:
         """Build the trigger this sensor defers to."""
-        lake_url, poll_seconds = self.lake_url, self.poll_seconds
-        if lake_url is None or poll_seconds is None:
-            settings = Settings()
-            lake_url = lake_url or settings.lake_root
-            poll_seconds = settings.sensor_poll_seconds if poll_seconds is None else poll_seconds
-        return LandingFilesTrigger(lake_url, poll_seconds, self.directory)
+        settings = Settings()
+        lake_url = self.lake_url or settings.lake_root
+        poll_seconds = (
+            settings.sensor_poll_seconds if self.poll_seconds is None else self.poll_seconds
+        )
+        options = lake_options(settings) if self.lake_url is None else {}
+        return LandingFilesTrigger(lake_url, poll_seconds, self.directory, options)
 
     def execute(self, context: Context) -> None:
         """Hand the waiting to the triggerer straight away."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tripflow.config import Settings
-from tripflow.lake import Lake
+from tripflow.lake import Lake, open_lake
 from tripflow.warehouse.ingestions import Status
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def _entry_point() -> Iterator[tuple[Settings, psycopg.Connection[Any], Lake]]:
     from tripflow.warehouse.database import connect
 
     with connect(settings.database_dsn) as conn:
-        yield settings, conn, Lake(settings.lake_root)
+        yield settings, conn, open_lake(settings)
 
 
 def _log_step(batch_id: int, step: str) -> None:

@@ -28,12 +28,21 @@ class LandingFilesTrigger(BaseTrigger):
     covers writers that grow a file in place. Any fsspec URL works (file://, hdfs://, s3://).
     """
 
-    def __init__(self, lake_url: str, poll_seconds: float = 5.0, directory: str = LANDING) -> None:
+    def __init__(
+        self,
+        lake_url: str,
+        poll_seconds: float = 5.0,
+        directory: str = LANDING,
+        lake_options: dict[str, Any] | None = None,
+    ) -> None:
         # Airflow's own signatures here carry no annotations.
         super().__init__()  # type: ignore[no-untyped-call]
         self.lake_url = lake_url
         self.poll_seconds = poll_seconds
         self.directory = directory
+        # Storage options of the lake (WebHDFS port and user); never secrets, which would
+        # be stored with the serialized trigger.
+        self.lake_options = lake_options or {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and arguments that rebuild this trigger in the triggerer."""
@@ -43,6 +52,7 @@ class LandingFilesTrigger(BaseTrigger):
                 "lake_url": self.lake_url,
                 "poll_seconds": self.poll_seconds,
                 "directory": self.directory,
+                "lake_options": self.lake_options,
             },
         )
 
@@ -50,7 +60,7 @@ class LandingFilesTrigger(BaseTrigger):
         """Poll the directory until some files are stable; yield them once, sorted by path."""
         # fsspec calls block (and HDFS/S3 ones wait on the network): keep them off the
         # triggerer's event loop, which every other deferred task shares.
-        lake = await asyncio.to_thread(Lake, self.lake_url)
+        lake = await asyncio.to_thread(lambda: Lake(self.lake_url, **self.lake_options))
         previous: dict[str, int] | None = None
         while True:
             current = await asyncio.to_thread(file_sizes, lake, self.directory)

@@ -84,12 +84,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection),
         # Tasks build tripflow's settings from these, exactly as the CLI would.
-        "TRIPFLOW_HOME": str(settings.home_dir),
-        "TRIPFLOW_LAKE_URL": settings.lake_root,
-        "TRIPFLOW_DATABASE_URL": settings.database_dsn,
-        "TRIPFLOW_SPARK_MASTER": settings.spark_master,
-        "TRIPFLOW_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
-        "TRIPFLOW_SENSOR_POLL_SECONDS": str(settings.sensor_poll_seconds),
+        **settings.environment(),
         # Airflow spawns `airflow` and the Spark hook `spark-submit`: both live here.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "SPARK_LOCAL_IP": "127.0.0.1",

@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import psutil
-from supervisor.xmlrpc import SupervisorTransport
-from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
-from tripflow.services.stack import ServiceState, _bin, _get, _memory_mb
+from tripflow.services.stack import (
+    ServiceState,
+    http_get_json,
+    supervisor_call,
+    tree_memory_mb,
+    venv_bin,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from tripflow.config import Settings
@@ -69,18 +74,7 @@ def render_site(properties: dict[str, str]) -> str:
 
 
 def _wait_for(check: Any, seconds: float, what: str) -> None:
-    @retry(
-        stop=stop_after_delay(seconds),
-        wait=wait_fixed(0.25),
-        retry=retry_if_result(lambda ok: not ok),
-    )
-    def attempt() -> bool:
-        return bool(check())
-
-    try:
-        attempt()
-    except RetryError as error:
-        raise HdfsError(f"timed out after {seconds:.0f} s waiting for {what}") from error
+    wait_for(check, seconds, what, HdfsError)
 
 
 class ManagedHdfs:
@@ -234,14 +228,7 @@ class ManagedHdfs:
         return "\n".join(sections).replace("%", "%%")
 
     def _rpc(self, method: str) -> Any:
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        try:
-            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-            return getattr(proxy.supervisor, method)()
-        finally:
-            # The transport keeps its socket open for the next call: close it, or every
-            # call leaks one (a ResourceWarning, an error under the test suite's settings).
-            transport.close()
+        return supervisor_call(self.socket, method)
 
     def supervisor_running(self) -> bool:
         """Tell whether the HDFS supervisord answers."""
@@ -252,7 +239,7 @@ class ManagedHdfs:
 
     def namesystem_state(self) -> dict[str, Any] | None:
         """Return the NameNode's FSNamesystemState JMX bean, or None if it does not answer."""
-        status, body = _get(f"{self.webhdfs_url()}/jmx?qry={_STATE_BEAN}")
+        status, body = http_get_json(f"{self.webhdfs_url()}/jmx?qry={_STATE_BEAN}")
         if status != 200 or not isinstance(body, dict) or not body.get("beans"):
             return None
         return dict(body["beans"][0])
@@ -260,7 +247,9 @@ class ManagedHdfs:
     def healthy(self) -> bool:
         """Tell whether HDFS takes writes: WebHDFS answers, safe mode is off, a DataNode has
         space."""
-        status, _ = _get(f"{self.webhdfs_url()}/webhdfs/v1/?op=GETFILESTATUS&user.name={self.user}")
+        status, _ = http_get_json(
+            f"{self.webhdfs_url()}/webhdfs/v1/?op=GETFILESTATUS&user.name={self.user}"
+        )
         state = self.namesystem_state()
         return (
             status == 200
@@ -291,7 +280,7 @@ class ManagedHdfs:
             self.stop()
         self.supervisor_conf.write_text(config)
         result = subprocess.run(
-            [_bin("supervisord"), "-c", str(self.supervisor_conf)],
+            [venv_bin("supervisord"), "-c", str(self.supervisor_conf)],
             env=self._environment(),
             capture_output=True,
             text=True,
@@ -340,7 +329,7 @@ class ManagedHdfs:
                     info["name"],
                     info["statename"],
                     pid,
-                    _memory_mb(pid) if pid else None,
+                    tree_memory_mb(pid) if pid else None,
                     details.get(info["name"], ""),
                 )
             )

@@ -47,7 +47,8 @@ class ServiceState:
     detail: str = ""
 
 
-def _bin(name: str) -> str:
+def venv_bin(name: str) -> str:
+    """Return the path of a command installed in this Python environment."""
     return str(Path(sys.executable).parent / name)
 
 
@@ -65,7 +66,7 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
     """Return the command of each supervised program."""
     commands = {
         "api": [
-            _bin("gunicorn"),
+            venv_bin("gunicorn"),
             "--bind",
             f"{settings.api_host}:{settings.api_port}",
             "--workers",
@@ -76,16 +77,16 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
     if with_airflow:
         commands |= {
             "airflow-api-server": [
-                _bin("airflow"),
+                venv_bin("airflow"),
                 "api-server",
                 "--port",
                 str(settings.airflow_port),
                 "--host",
                 "127.0.0.1",
             ],
-            "airflow-scheduler": [_bin("airflow"), "scheduler"],
-            "airflow-dag-processor": [_bin("airflow"), "dag-processor"],
-            "airflow-triggerer": [_bin("airflow"), "triggerer"],
+            "airflow-scheduler": [venv_bin("airflow"), "scheduler"],
+            "airflow-dag-processor": [venv_bin("airflow"), "dag-processor"],
+            "airflow-triggerer": [venv_bin("airflow"), "triggerer"],
         }
     return commands
 
@@ -111,16 +112,25 @@ def supervisor_config(settings: Settings, with_airflow: bool) -> str:
     return "\n".join(sections).replace("%", "%%")
 
 
-def _rpc(settings: Settings) -> Any:
-    socket = run_directory(settings) / "supervisor.sock"
+def supervisor_call(socket: Path, method: str) -> Any:
+    """Call one method of a supervisord's XML-RPC interface over its unix socket."""
     transport = SupervisorTransport(None, None, f"unix://{socket}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return getattr(proxy.supervisor, method)()
+    finally:
+        # The transport keeps its socket open for a next call that never comes.
+        transport.close()
+
+
+def _rpc(settings: Settings, method: str) -> Any:
+    return supervisor_call(run_directory(settings) / "supervisor.sock", method)
 
 
 def supervisor_running(settings: Settings) -> bool:
     """Tell whether the stack's supervisord answers."""
     try:
-        return bool(_rpc(settings).supervisor.getState()["statename"] == "RUNNING")
+        return bool(_rpc(settings, "getState")["statename"] == "RUNNING")
     except (OSError, xmlrpc.client.Fault):
         return False
 
@@ -130,11 +140,7 @@ def _environment(settings: Settings, with_airflow: bool) -> dict[str, str]:
     if with_airflow:
         environment |= airflow.airflow_environment(settings)
     else:
-        environment |= {
-            "TRIPFLOW_HOME": str(settings.home_dir),
-            "TRIPFLOW_LAKE_URL": settings.lake_root,
-            "TRIPFLOW_DATABASE_URL": settings.database_dsn,
-        }
+        environment |= settings.environment()
     return environment
 
 
@@ -144,7 +150,7 @@ def prepare_airflow(settings: Settings) -> None:
         ManagedPostgres(settings).create_database(airflow.METADATA_DATABASE)
     airflow.write_passwords_file(settings)
     result = subprocess.run(
-        [_bin("airflow"), "db", "migrate"],
+        [venv_bin("airflow"), "db", "migrate"],
         env=_environment(settings, True),
         capture_output=True,
         text=True,
@@ -163,14 +169,14 @@ def start_supervisor(settings: Settings, with_airflow: bool) -> None:
         # Programs inherit supervisord's environment: a changed stack needs a new supervisord.
         stop_supervisor(settings)
     result = subprocess.run(
-        [_bin("supervisord"), "-c", str(config)],
+        [venv_bin("supervisord"), "-c", str(config)],
         env=_environment(settings, with_airflow),
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
         raise StackError(f"supervisord did not start: {result.stderr.strip()}")
-    _wait_for(lambda: supervisor_running(settings), 20, "supervisord")
+    wait_for(lambda: supervisor_running(settings), 20, "supervisord")
 
 
 def stop_supervisor(settings: Settings) -> bool:
@@ -179,13 +185,15 @@ def stop_supervisor(settings: Settings) -> bool:
         return False
     pid_file = run_directory(settings) / "supervisord.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
-    _rpc(settings).supervisor.shutdown()
+    _rpc(settings, "shutdown")
     if pid is not None:
-        _wait_for(lambda: not psutil.pid_exists(pid), 60, "supervisord to stop")
+        wait_for(lambda: not psutil.pid_exists(pid), 60, "supervisord to stop")
     return True
 
 
-def _wait_for(check: Any, seconds: float, what: str) -> None:
+def wait_for(check: Any, seconds: float, what: str, error: type[Exception] = StackError) -> None:
+    """Call `check` every half second until it is true; raise `error` after `seconds`."""
+
     @retry(
         stop=stop_after_delay(seconds),
         wait=wait_fixed(0.5),
@@ -196,11 +204,12 @@ def _wait_for(check: Any, seconds: float, what: str) -> None:
 
     try:
         attempt()
-    except RetryError as error:
-        raise StackError(f"timed out after {seconds:.0f} s waiting for {what}") from error
+    except RetryError as timeout:
+        raise error(f"timed out after {seconds:.0f} s waiting for {what}") from timeout
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def http_get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """GET a JSON document: (status, body), or (0, None) when nothing answers."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -213,12 +222,12 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
 
 def api_healthy(settings: Settings) -> bool:
     """Tell whether tripflow's API answers its health check."""
-    return _get(f"http://{settings.api_host}:{settings.api_port}/health")[0] == 200
+    return http_get_json(f"http://{settings.api_host}:{settings.api_port}/health")[0] == 200
 
 
 def airflow_healthy(settings: Settings) -> bool:
     """Tell whether Airflow's metadata DB, scheduler, triggerer and dag-processor are healthy."""
-    status, body = _get(f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health")
+    status, body = http_get_json(f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health")
     if status != 200 or not isinstance(body, dict):
         return False
     parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -259,21 +268,26 @@ def unpause_dag(settings: Settings, timeout: float = 120) -> None:
                 return False
             raise
 
-    _wait_for(unpaused, timeout, f"the DAG {airflow.DAG_ID} to be parsed")
+    wait_for(unpaused, timeout, f"the DAG {airflow.DAG_ID} to be parsed")
 
 
 def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> None:
     """Start the whole local stack and return when every part answers its health check."""
+    if settings.manages_hdfs:
+        from tripflow.services.hdfs import ManagedHdfs
+
+        ManagedHdfs(settings).start(timeout)
     if with_airflow:
         prepare_airflow(settings)
     start_supervisor(settings, with_airflow)
-    _wait_for(lambda: api_healthy(settings), timeout, "the API's /health")
+    wait_for(lambda: api_healthy(settings), timeout, "the API's /health")
     if with_airflow:
-        _wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
+        wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
         unpause_dag(settings, timeout)
 
 
-def _memory_mb(pid: int) -> float | None:
+def tree_memory_mb(pid: int) -> float | None:
+    """Return the memory (PSS) of a process and its descendants, in MiB."""
     try:
         process = psutil.Process(pid)
         tree = [process, *process.children(recursive=True)]
@@ -297,19 +311,19 @@ def services(settings: Settings) -> list[ServiceState]:
                 "postgresql",
                 "RUNNING" if running else "STOPPED",
                 pid,
-                _memory_mb(pid) if pid else None,
+                tree_memory_mb(pid) if pid else None,
                 f"127.0.0.1:{cluster.port}",
             )
         )
     if supervisor_running(settings):
-        for info in _rpc(settings).supervisor.getAllProcessInfo():
+        for info in _rpc(settings, "getAllProcessInfo"):
             pid = info["pid"] or None
             states.append(
                 ServiceState(
                     info["name"],
                     info["statename"],
                     pid,
-                    _memory_mb(pid) if pid else None,
+                    tree_memory_mb(pid) if pid else None,
                     info["description"].split(", ", 1)[-1],
                 )
             )
