@@ -179,10 +179,13 @@ def test_sensor_defers_at_once_to_the_landing_trigger_from_settings(
     assert sensor["deferred"] is True
     assert sensor["method"] == "execute_complete"
     assert sensor["classpath"] == "tripflow.orchestration.triggers.LandingFilesTrigger"
+    # No lake stored with the trigger: it reads TRIPFLOW_LAKE_URL (the report's lake) where
+    # it runs, so a restarted stack with another lake is followed.
     assert sensor["kwargs"] == {
-        "lake_url": report["lake_url"],
+        "lake_url": None,
         "poll_seconds": 2.5,
         "directory": "data/raw/tripdata",
+        "lake_options": {},
     }
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from tripflow.config import Settings
-from tripflow.lake import LANDING, lake_options
+from tripflow.lake import LANDING
 from tripflow.orchestration.triggers import LandingFilesTrigger
 
 if TYPE_CHECKING:
@@ -37,13 +37,11 @@ class LandingFilesSensor(BaseSensorOperator):
 
     def trigger(self) -> LandingFilesTrigger:
         """Build the trigger this sensor defers to."""
-        settings = Settings()
-        lake_url = self.lake_url or settings.lake_root
         poll_seconds = (
-            settings.sensor_poll_seconds if self.poll_seconds is None else self.poll_seconds
+            Settings().sensor_poll_seconds if self.poll_seconds is None else self.poll_seconds
         )
-        options = lake_options(settings) if self.lake_url is None else {}
-        return LandingFilesTrigger(lake_url, poll_seconds, self.directory, options)
+        # Without an explicit lake, the trigger reads the settings' lake where it runs.
+        return LandingFilesTrigger(self.lake_url, poll_seconds, self.directory)
 
     def execute(self, context: Context) -> None:
         """Hand the waiting to the triggerer straight away."""

@@ -8,7 +8,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from tripflow.lake import LANDING, Lake
+from tripflow.config import Settings
+from tripflow.lake import LANDING, Lake, open_lake
 
 
 def stable_files(previous: Mapping[str, int], current: Mapping[str, int]) -> list[str]:
@@ -30,7 +31,7 @@ class LandingFilesTrigger(BaseTrigger):
 
     def __init__(
         self,
-        lake_url: str,
+        lake_url: str | None = None,
         poll_seconds: float = 5.0,
         directory: str = LANDING,
         lake_options: dict[str, Any] | None = None,
@@ -56,11 +57,18 @@ class LandingFilesTrigger(BaseTrigger):
             },
         )
 
+    def _open_lake(self) -> Lake:
+        if self.lake_url is None:
+            # Read in the triggerer when the trigger (re)starts, not stored with it: a
+            # deferred sensor then follows a lake moved by `tripflow up` with new settings.
+            return open_lake(Settings())
+        return Lake(self.lake_url, **self.lake_options)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the directory until some files are stable; yield them once, sorted by path."""
         # fsspec calls block (and HDFS/S3 ones wait on the network): keep them off the
         # triggerer's event loop, which every other deferred task shares.
-        lake = await asyncio.to_thread(lambda: Lake(self.lake_url, **self.lake_options))
+        lake = await asyncio.to_thread(self._open_lake)
         previous: dict[str, int] | None = None
         while True:
             current = await asyncio.to_thread(file_sizes, lake, self.directory)
