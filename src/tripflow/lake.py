@@ -169,11 +169,6 @@ class Lake:
         self.makedirs(posixpath.dirname(target))
         self._rename(source, target)
 
-    def remove_tree(self, directory: str) -> None:
-        """Delete a directory and everything under it, if it exists."""
-        if self.exists(directory):
-            self.fs.rm(self.full_path(directory), recursive=True)
-
 
 def lake_options(settings: Settings) -> dict[str, Any]:
     """Return the storage options of the settings' lake: WebHDFS port and user for hdfs://."""
