@@ -369,6 +369,43 @@ def status() -> None:
     console.print(recent)
 
 
+@app.command()
+def generate(
+    rows: Annotated[int, typer.Option("--rows", help="Data rows to write in all.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for trips-00001.csv, ...")],
+    files: Annotated[int, typer.Option(help="Files to spread the rows over.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed: the same arguments, the same bytes.")] = 0,
+    invalid_rate: Annotated[
+        float, typer.Option(help="Share of rows that break one contract rule each.")
+    ] = 0.0,
+    duplicate_rate: Annotated[
+        float, typer.Option(help="Share of rows that repeat an earlier valid row exactly.")
+    ] = 0.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary, with per-reason counts, as JSON.")
+    ] = False,
+) -> None:
+    """Write realistic trip CSV files (optionally with invalid and duplicate rows)."""
+    # Imported here: numpy and pyarrow would slow down every other command's start.
+    from tripflow.generate import generate_trips
+
+    try:
+        summary = generate_trips(
+            rows,
+            out,
+            files=files,
+            seed=seed,
+            invalid_rate=invalid_rate,
+            duplicate_rate=duplicate_rate,
+        )
+    except ValueError as error:
+        raise fail(str(error)) from error
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        console.print(summary.describe(), highlight=False)
+
+
 @hdfs_app.command("start")
 def hdfs_start() -> None:
     """Start the NameNode and the DataNode (formatted on first start)."""
