@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import SAMPLE
 from tripflow import pipeline
 from tripflow.config import Settings
+from tripflow.generate import generate_trips
 from tripflow.lake import LANDING, Lake
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.database import connect
@@ -330,3 +331,44 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
     assert lake.exists(f"{pipeline.FAILED}/{batch.batch_id}/trips.csv")
     assert not lake.exists(landing)
     assert batch_row(conn, newer)["rows_loaded"] == 100
+
+
+def test_counts_equal_what_the_generator_put_in_generated_files(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    runner: pipeline.SessionRunner,
+    tmp_path: Path,
+) -> None:
+    generated = generate_trips(
+        30_000, tmp_path / "generated", files=3, seed=5, invalid_rate=0.02, duplicate_rate=0.03
+    )
+    lake = Lake(settings.lake_root)
+    for item in generated.files:
+        lake.put(Path(item.path), LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    summary = batch_row(conn, batch_id)
+    assert (
+        summary["rows_read"],
+        summary["rows_loaded"],
+        summary["rows_rejected"],
+        summary["rows_duplicate"],
+    ) == (
+        generated.rows,
+        generated.distinct_trips,
+        generated.invalid_rows,
+        generated.duplicates,
+    )
+    rejected = (
+        pads.dataset(
+            lake.full_path(pipeline.rejected_dir(batch_id)), filesystem=lake.fs, format="parquet"
+        )
+        .to_table(columns=["reason"])
+        .column("reason")
+        .value_counts()
+        .to_pylist()
+    )
+    assert {item["values"]: item["counts"] for item in rejected} == {
+        reason.value: count for reason, count in generated.invalid.items() if count
+    }
