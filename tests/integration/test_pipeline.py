@@ -67,6 +67,16 @@ def batch_row(conn: psycopg.Connection[Any], batch_id: int) -> dict[str, Any]:
     return ingestions.batch_summary(conn, batch_id)
 
 
+def counts(summary: dict[str, Any]) -> tuple[int, int, int, int]:
+    """Rows read, loaded, rejected and duplicate of a batch."""
+    return (
+        summary["rows_read"],
+        summary["rows_loaded"],
+        summary["rows_rejected"],
+        summary["rows_duplicate"],
+    )
+
+
 def test_ingests_sample_into_tripdata_with_valid_geometries(
     conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
 ) -> None:
@@ -145,12 +155,7 @@ def test_rejects_bad_rows_with_reasons_and_counts_add_up(
     (batch_id,) = pipeline.ingest(conn, lake, runner)
 
     summary = batch_row(conn, batch_id)
-    assert (
-        summary["rows_read"],
-        summary["rows_loaded"],
-        summary["rows_rejected"],
-        summary["rows_duplicate"],
-    ) == (6, 2, 3, 1)
+    assert counts(summary) == (6, 2, 3, 1)
     assert summary["rows_read"] == (
         summary["rows_loaded"] + summary["rows_rejected"] + summary["rows_duplicate"]
     )
@@ -348,13 +353,7 @@ def test_counts_equal_what_the_generator_put_in_generated_files(
 
     (batch_id,) = pipeline.ingest(conn, lake, runner)
 
-    summary = batch_row(conn, batch_id)
-    assert (
-        summary["rows_read"],
-        summary["rows_loaded"],
-        summary["rows_rejected"],
-        summary["rows_duplicate"],
-    ) == (
+    assert counts(batch_row(conn, batch_id)) == (
         generated.rows,
         generated.distinct_trips,
         generated.invalid_rows,

@@ -21,8 +21,8 @@ import psutil
 from tripflow.services.stack import (
     ServiceState,
     http_get_json,
+    supervised_services,
     supervisor_call,
-    tree_memory_mb,
     venv_bin,
     wait_for,
 )
@@ -321,16 +321,4 @@ class ManagedHdfs:
             "namenode": f"{self.url()} (WebHDFS {self.webhdfs_url()})",
             "datanode": f"127.0.0.1:{self.settings.hdfs_datanode_port}",
         }
-        states = []
-        for info in self._rpc("getAllProcessInfo"):
-            pid = info["pid"] or None
-            states.append(
-                ServiceState(
-                    info["name"],
-                    info["statename"],
-                    pid,
-                    tree_memory_mb(pid) if pid else None,
-                    details.get(info["name"], ""),
-                )
-            )
-        return states
+        return supervised_services(self.socket, lambda info: details.get(info["name"], ""))

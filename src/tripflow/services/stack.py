@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,15 +317,28 @@ def services(settings: Settings) -> list[ServiceState]:
             )
         )
     if supervisor_running(settings):
-        for info in _rpc(settings, "getAllProcessInfo"):
-            pid = info["pid"] or None
-            states.append(
-                ServiceState(
-                    info["name"],
-                    info["statename"],
-                    pid,
-                    tree_memory_mb(pid) if pid else None,
-                    info["description"].split(", ", 1)[-1],
-                )
+        # supervisord describes a running program as "pid N, uptime H:MM:SS".
+        states += supervised_services(
+            run_directory(settings) / "supervisor.sock",
+            lambda info: str(info["description"]).split(", ", 1)[-1],
+        )
+    return states
+
+
+def supervised_services(
+    socket: Path, detail: Callable[[dict[str, Any]], str]
+) -> list[ServiceState]:
+    """Return the state of every program of the supervisord listening on a socket."""
+    states = []
+    for info in supervisor_call(socket, "getAllProcessInfo"):
+        pid = info["pid"] or None
+        states.append(
+            ServiceState(
+                info["name"],
+                info["statename"],
+                pid,
+                tree_memory_mb(pid) if pid else None,
+                detail(info),
             )
+        )
     return states
