@@ -67,6 +67,14 @@ def batch_row(conn: psycopg.Connection[Any], batch_id: int) -> dict[str, Any]:
     return ingestions.batch_summary(conn, batch_id)
 
 
+def claim_sample(conn: psycopg.Connection[Any], lake: Lake) -> ingestions.Batch:
+    """Land the sample and claim it as a batch, as the first step of `ingest` does."""
+    lake.put(SAMPLE, LANDING)
+    batch = ingestions.claim_batch(conn, lake)
+    assert batch is not None
+    return batch
+
+
 def counts(summary: dict[str, Any]) -> tuple[int, int, int, int]:
     """Rows read, loaded, rejected and duplicate of a batch."""
     return (
@@ -205,9 +213,7 @@ def test_rerun_after_a_crash_stores_each_trip_once(
     lake: Lake,
     runner: pipeline.SessionRunner,
 ) -> None:
-    lake.put(SAMPLE, LANDING)
-    batch = ingestions.claim_batch(conn, lake)
-    assert batch is not None
+    batch = claim_sample(conn, lake)
     pipeline.process_batch(conn, lake, runner, batch.batch_id)
     if crash_after in ("staging", "publish"):
         load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
@@ -229,9 +235,7 @@ def test_rerun_after_a_crash_stores_each_trip_once(
 def test_reloads_staging_lost_by_a_server_crash(
     conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
 ) -> None:
-    lake.put(SAMPLE, LANDING)
-    batch = ingestions.claim_batch(conn, lake)
-    assert batch is not None
+    batch = claim_sample(conn, lake)
     pipeline.process_batch(conn, lake, runner, batch.batch_id)
     load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
     # What crash recovery does to an unlogged table.
@@ -315,9 +319,7 @@ def test_follower_times_out_when_nothing_ingests(lake: Lake, database_url: str) 
 def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
     conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
 ) -> None:
-    lake.put(SAMPLE, LANDING)
-    batch = ingestions.claim_batch(conn, lake)
-    assert batch is not None
+    batch = claim_sample(conn, lake)
     # The claimed file turns into an empty directory: a real Spark job over it fails.
     landing = batch.files[0].landing_path
     lake.fs.rm(lake.full_path(landing))
