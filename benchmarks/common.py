@@ -1,0 +1,146 @@
+"""What every benchmark shares: its own managed PostgreSQL, databases, data sets, timing.
+
+Benchmarks keep their state under `.bench/` in the repository (git-ignored), on a port of
+their own, so a developer's stack (`.tripflow/`, port 55432) and the test suite never
+collide with them. Data sets are built once per (rows, seed) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tripflow.config import Settings
+from tripflow.generate import generate_trips
+from tripflow.lake import LANDING, open_lake
+from tripflow.services.postgres import ManagedPostgres
+from tripflow.warehouse.database import connect, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_HOME = Path(os.environ.get("TRIPFLOW_BENCH_HOME", ROOT / ".bench"))
+BENCH_PORT = int(os.environ.get("TRIPFLOW_BENCH_PORT", "55442"))
+
+
+def bench_settings(**overrides: Any) -> Settings:
+    """Settings of the benchmark home: its own cluster, lake and Spark defaults."""
+    values: dict[str, Any] = {"home": BENCH_HOME, "database_port": BENCH_PORT}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def start_cluster(settings: Settings | None = None) -> ManagedPostgres:
+    """Start (initialising on first use) the benchmarks' PostgreSQL cluster."""
+    BENCH_HOME.mkdir(parents=True, exist_ok=True)
+    BENCH_HOME.chmod(0o755)
+    cluster = ManagedPostgres(settings or bench_settings())
+    cluster.start()
+    return cluster
+
+
+def fresh_database(cluster: ManagedPostgres, name: str, *, migrated: bool = True) -> str:
+    """Drop and create database `name`; apply tripflow's migrations unless told not to."""
+    with closing(connect(cluster.url("postgres"), autocommit=True)) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = cluster.url(name)
+    if migrated:
+        migrate(url)
+    return url
+
+
+def database_exists(cluster: ManagedPostgres, name: str) -> bool:
+    """Tell whether the cluster has a database `name`."""
+    with closing(connect(cluster.url("postgres"), autocommit=True)) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
+
+
+@dataclass
+class Stages:
+    """Seconds per named stage of one benchmark path, in the order they ran."""
+
+    rows: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the body as stage `name` and print it when it ends."""
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - started
+        print(f"    {name:34s} {self.seconds[name]:9.1f} s  {self.rate(name):>12,.0f} rows/s")
+
+    def rate(self, name: str) -> float:
+        """Rows per second of one stage."""
+        return self.rows / self.seconds[name] if self.seconds[name] else float("inf")
+
+    @property
+    def total(self) -> float:
+        """Seconds of all stages together."""
+        return sum(self.seconds.values())
+
+
+def generated_csv(rows: int, seed: int, files: int = 1, invalid_rate: float = 0.0) -> list[Path]:
+    """Generate (once, then reuse) `rows` trips as CSV files under .bench/csv/; return them."""
+    directory = BENCH_HOME / "csv" / f"rows{rows}-seed{seed}-files{files}-inv{invalid_rate}"
+    done = directory / "_DONE"
+    if not done.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        summary = generate_trips(rows, directory, files=files, seed=seed, invalid_rate=invalid_rate)
+        print(f"  generated {rows:,} rows in {summary.seconds:.1f} s into {directory}")
+        done.write_text(summary.describe())
+    return sorted(directory.glob("trips-*.csv"))
+
+
+def trips_database(rows: int, seed: int = 42, files: int | None = None) -> str:
+    """Return the URL of a database holding `rows` generated trips, loaded through
+    tripflow's own pipeline (Spark, COPY, publish). Built once per (rows, seed)."""
+    from tripflow import pipeline
+
+    settings = bench_settings()
+    cluster = start_cluster(settings)
+    name = f"trips_{rows}_{seed}"
+    if database_exists(cluster, name):
+        url = cluster.url(name)
+        with closing(connect(url)) as conn:
+            built = conn.execute(
+                "SELECT 1 FROM pg_tables WHERE tablename = 'bench_dataset_complete'"
+            ).fetchone()
+        if built:
+            migrate(url)
+            return url
+    files = files or max(1, rows // 10_000_000)
+    csvs = generated_csv(rows, seed, files=files)
+    url = fresh_database(cluster, name)
+    lake_dir = BENCH_HOME / "lakes" / name
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    run_settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=url)
+    lake = open_lake(run_settings)
+    print(f"  loading {rows:,} trips into {name} through tripflow's pipeline")
+    started = time.perf_counter()
+    with closing(connect(url)) as conn:
+        # One file per batch keeps each publish transaction to at most 10M rows.
+        for path in csvs:
+            lake.put(path, LANDING)
+            pipeline.ingest(conn, lake, pipeline.SubmitRunner(run_settings))
+        conn.execute("CREATE TABLE bench_dataset_complete (rows bigint, seed int)")
+        conn.execute("INSERT INTO bench_dataset_complete VALUES (%s, %s)", (rows, seed))
+        conn.commit()
+    with closing(connect(url, autocommit=True)) as conn:
+        conn.execute("VACUUM ANALYZE")
+    print(f"  loaded in {time.perf_counter() - started:.0f} s")
+    return url
+
+
+def scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+    """Return the first column of the first row of a query."""
+    row = conn.execute(query).fetchone()
+    return None if row is None else row[0]
