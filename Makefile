@@ -4,13 +4,16 @@ BIN := .venv/bin
 TRIPFLOW := $(BIN)/tripflow
 SAMPLE := data/sample/trips.csv
 PORT ?= 50555
+# Benchmark size (`make bench-query ROWS=100000000`).
+ROWS ?= 10000000
 # `make run LAKE=hdfs` (and the same for every other target): the lake on the local HDFS.
 LAKE ?= local
 ifeq ($(LAKE),hdfs)
 export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
 endif
 
-.PHONY: help setup lint format test run up status add-file ingest serve down psql clean
+.PHONY: help setup lint format test run up status add-file ingest serve down psql clean \
+	bench-setup bench-ingest bench-query bench-api
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,3 +71,15 @@ psql: ## Open psql on the warehouse
 
 clean: down ## Stop everything and delete the local state (.tripflow)
 	rm -rf .tripflow
+
+bench-setup: setup
+	@scripts/bench-setup.sh
+
+bench-ingest: bench-setup ## Ingest benchmark: tripflow vs the seed's path vs one COPY (ROWS=...)
+	$(BIN)/python benchmarks/ingest.py --rows $(ROWS)
+
+bench-query: bench-setup ## Query benchmark: weekly average p50/p95 vs brute force (ROWS=...)
+	$(BIN)/python benchmarks/query.py --rows $(ROWS)
+
+bench-api: bench-setup ## API load benchmark with wrk against `tripflow serve` (ROWS=...)
+	$(BIN)/python benchmarks/api_load.py --rows $(ROWS)
