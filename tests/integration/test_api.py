@@ -22,43 +22,41 @@ from tripflow.api.database import EXTENSION_KEY, Database
 from tripflow.lake import LANDING, Lake
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse.database import connect
+from tripflow.warehouse.ingestions import Status, set_status
+from tripflow.warehouse.publish import publish_batch
 
 ROWS = reference.read_trips(SAMPLE)
 TRIPS = [row.trip for row in ROWS]
 
-INSERT_TRIP = """
-INSERT INTO tripdata (trip_key, region, origin_coord, destination_coord, datetime, datasource,
-                      batch_id, file_id)
-VALUES (md5(%(key)s)::uuid, %(region)s,
-        ST_SetSRID(ST_MakePoint(%(origin_lon)s, %(origin_lat)s), 4326),
-        ST_SetSRID(ST_MakePoint(%(destination_lon)s, %(destination_lat)s), 4326),
-        %(datetime)s, %(datasource)s, %(batch_id)s, %(file_id)s)
-ON CONFLICT (trip_key) DO NOTHING
+STAGE_TRIP = """
+INSERT INTO staging_tripdata (batch_id, file_id, trip_key, region, origin_lon, origin_lat,
+                              destination_lon, destination_lat, datetime, datasource)
+VALUES (%(batch_id)s, %(file_id)s, md5(%(key)s)::uuid, %(region)s, %(origin_lon)s,
+        %(origin_lat)s, %(destination_lon)s, %(destination_lat)s, %(datetime)s, %(datasource)s)
 """
 
 
 def load_sample(url: str) -> None:
-    """Store the sample's trips in `tripdata` with plain INSERTs, under batch 1 / file 1."""
+    """Store the sample's trips under batch 1 / file 1: plain INSERTs into staging, then
+    tripflow's publish (which also keeps the weekly summary)."""
     with psycopg.connect(url) as conn:
         batch_id = conn.execute(
-            "INSERT INTO ingestion_batch (status, files, rows_read, rows_loaded, rows_rejected,"
-            " rows_duplicate, rows_staged, finished_at)"
-            " VALUES ('done', 1, %s, %s, 0, 0, %s, now()) RETURNING batch_id",
-            (len(ROWS), len(ROWS), len(ROWS)),
+            "INSERT INTO ingestion_batch (status, files, rows_read, rows_rejected,"
+            " rows_duplicate, rows_staged)"
+            " VALUES ('staged', 1, %s, 0, 0, %s) RETURNING batch_id",
+            (len(ROWS), len(ROWS)),
         ).fetchone()
         file_id = conn.execute(
-            "INSERT INTO ingestion_file (batch_id, name, landing_path, processed_path, size_bytes,"
-            " checksum, status, rows_read, rows_loaded, rows_rejected, rows_duplicate,"
-            " finished_at)"
-            " VALUES (%s, 'trips.csv', '/data/raw/tripdata/trips.csv',"
-            " '/data/processed/tripdata/1/trips.csv', %s, 'sha256:sample', 'loaded', %s, %s,"
-            " 0, 0, now()) RETURNING file_id",
-            (batch_id[0] if batch_id else None, SAMPLE.stat().st_size, len(ROWS), len(ROWS)),
+            "INSERT INTO ingestion_file (batch_id, name, landing_path, size_bytes,"
+            " checksum, rows_read, rows_rejected, rows_duplicate)"
+            " VALUES (%s, 'trips.csv', '/data/raw/tripdata/trips.csv', %s, 'sha256:sample',"
+            " %s, 0, 0) RETURNING file_id",
+            (batch_id[0] if batch_id else None, SAMPLE.stat().st_size, len(ROWS)),
         ).fetchone()
         assert batch_id == (1,) and file_id == (1,)
         with conn.cursor() as cursor:
             cursor.executemany(
-                INSERT_TRIP,
+                STAGE_TRIP,
                 [
                     {
                         "key": "\x1f".join(row.fields),
@@ -75,6 +73,14 @@ def load_sample(url: str) -> None:
                     for row in ROWS
                 ],
             )
+        conn.commit()
+        assert publish_batch(conn, 1)
+        conn.execute(
+            "UPDATE ingestion_file SET processed_path = '/data/processed/tripdata/1/trips.csv',"
+            " finished_at = now()"
+        )
+        set_status(conn, 1, Status.DONE)
+        conn.commit()
 
 
 @pytest.fixture

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from tripflow.warehouse.plan import Extent, Group, Way, choose, monday_midnight, week_ranges
 from tripflow.warehouse.statements import load_sql
-from tripflow.weeks import AreaQuery, Match, WeeklyAverage, query_span
+from tripflow.weeks import AreaQuery, BBox, Match, WeeklyAverage, query_span
 
 # The trip ends a match mode looks at, and how their box tests combine.
 _MATCH_COLUMNS: dict[Match, tuple[tuple[str, ...], str]] = {
@@ -33,6 +37,10 @@ def _statement(name: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
+def _fragment(name: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL(_statement(name)).format(**parts)
+
+
 def _filter_conditions(query: AreaQuery) -> list[sql.Composable]:
     conditions: list[sql.Composable] = []
     if query.region is not None:
@@ -42,13 +50,22 @@ def _filter_conditions(query: AreaQuery) -> list[sql.Composable]:
     return conditions
 
 
-def _box_condition(query: AreaQuery) -> sql.Composable | None:
-    if query.bbox is None:
-        return None
-    columns, joiner = _MATCH_COLUMNS[query.match]
-    fragment = sql.SQL(_statement("point_in_box"))
-    tests = [fragment.format(column=sql.Identifier(column)) for column in columns]
+def _joined(tests: Sequence[sql.Composable], joiner: str) -> sql.Composable:
     return sql.SQL("(") + sql.SQL(joiner).join(tests) + sql.SQL(")")
+
+
+def _match_test(query: AreaQuery, *, use_index: bool) -> sql.Composable:
+    """The box test of the query's match mode; through the GiST index, or exact only."""
+    columns, joiner = _MATCH_COLUMNS[query.match]
+    tests = []
+    for column in columns:
+        exact = _fragment("point_exactly_in_box", column=sql.Identifier(column))
+        tests.append(
+            _fragment("point_in_box", column=sql.Identifier(column), exact=exact)
+            if use_index
+            else exact
+        )
+    return _joined(tests, joiner)
 
 
 def _where(conditions: list[sql.Composable]) -> sql.Composable:
@@ -67,40 +84,173 @@ def _parameters(query: AreaQuery) -> dict[str, Any]:
     return parameters
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time())
+def _time_condition(ranges: list[tuple[datetime, datetime]]) -> sql.Composable:
+    tests = [
+        sql.SQL("(datetime >= {} AND datetime < {})").format(sql.Literal(start), sql.Literal(end))
+        for start, end in ranges
+    ]
+    return _joined(tests, " OR ")
+
+
+def _outside_condition(column: str, extent: Extent, box: BBox) -> sql.Composable | None:
+    """Trips whose `column` may lie in the part of the extent outside the box."""
+    tests = [
+        _fragment(
+            "point_in_envelope",
+            column=sql.Identifier(column),
+            min_lon=sql.Literal(strip.min_lon),
+            min_lat=sql.Literal(strip.min_lat),
+            max_lon=sql.Literal(strip.max_lon),
+            max_lat=sql.Literal(strip.max_lat),
+        )
+        for strip in extent.outside_strips(box)
+    ]
+    return _joined(tests, " OR ") if tests else None
+
+
+def _union(extents: list[Extent]) -> Extent:
+    merged = extents[0]
+    for extent in extents[1:]:
+        merged = merged.union(extent)
+    return merged
+
+
+def read_groups(conn: psycopg.Connection[Any], query: AreaQuery) -> list[Group]:
+    """Return the weekly summary rows under the query's region/datasource filters."""
+    statement = _fragment("week_summary", conditions=_where(_filter_conditions(query)))
+    return [
+        Group(
+            row[0],
+            row[1],
+            row[2],
+            int(row[3]),
+            row[4],
+            row[5],
+            Extent(*row[6:10]),
+            Extent(*row[10:14]),
+        )
+        for row in conn.execute(statement, _parameters(query))
+    ]
+
+
+def _count_groups(
+    conn: psycopg.Connection[Any], conditions: list[sql.Composable], parameters: dict[str, Any]
+) -> dict[tuple[str, str, date], int]:
+    statement = _fragment("group_counts", conditions=_where(conditions))
+    return {
+        (region, datasource, week): int(trips)
+        for region, datasource, week, trips in conn.execute(statement, parameters)
+    }
+
+
+def _scanned_counts(
+    conn: psycopg.Connection[Any],
+    query: AreaQuery,
+    groups: list[Group],
+    window: tuple[datetime, datetime],
+) -> dict[tuple[str, str, date], int]:
+    """Matching trips of the groups, counted in the base table."""
+    parameters = _parameters(query) | {"regions": sorted({group.region for group in groups})}
+    conditions = [
+        _time_condition(week_ranges((group.week for group in groups), window)),
+        sql.SQL("region = ANY(%(regions)s)"),
+        *_filter_conditions(query),
+    ]
+    if query.bbox is not None:
+        conditions.append(_match_test(query, use_index=True))
+    wanted = {group.key for group in groups}
+    counted = _count_groups(conn, conditions, parameters)
+    return {key: trips for key, trips in counted.items() if key in wanted}
+
+
+def _complement_counts(
+    conn: psycopg.Connection[Any],
+    query: AreaQuery,
+    groups: list[Group],
+    window: tuple[datetime, datetime],
+) -> dict[tuple[str, str, date], int]:
+    """Matching trips of whole-week groups of one region: the summary's count less the
+    trips that do not match, found through the index in the extents' parts outside the box.
+    """
+    box = query.bbox
+    if box is None:
+        raise ValueError("a complement needs a box")
+    origin = _outside_condition("origin_coord", _union([g.origin for g in groups]), box)
+    destination = _outside_condition(
+        "destination_coord", _union([g.destination for g in groups]), box
+    )
+    if query.match is Match.ORIGIN:
+        candidates = [origin]
+    elif query.match is Match.DESTINATION:
+        candidates = [destination]
+    elif query.match is Match.BOTH:
+        candidates = [origin, destination]
+    else:
+        # Neither end inside: the trips with an origin outside hold all of them.
+        candidates = [origin]
+    present = [candidate for candidate in candidates if candidate is not None]
+    totals = {group.key: group.trips for group in groups}
+    if not present:
+        return totals
+    parameters = _parameters(query) | {"complement_region": groups[0].region}
+    conditions = [
+        _time_condition(week_ranges((group.week for group in groups), window)),
+        sql.SQL("region = %(complement_region)s"),
+        *_filter_conditions(query),
+        _joined(present, " OR "),
+        sql.SQL("NOT ") + _match_test(query, use_index=False),
+    ]
+    missing = _count_groups(conn, conditions, parameters)
+    return {key: trips - missing.get(key, 0) for key, trips in totals.items()}
+
+
+@contextmanager
+def _snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """One consistent view for every statement of an answer, even while batches publish."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAverage:
-    """Answer the weekly average number of matching trips over the query's span of weeks."""
-    parameters = _parameters(query)
-    earliest: datetime | None = None
-    latest: datetime | None = None
-    if query.start is None or query.end is None:
-        bounds = sql.SQL(_statement("trip_bounds")).format(
-            conditions=_where(_filter_conditions(query))
-        )
-        row = conn.execute(bounds, parameters).fetchone()
-        if row is not None:
-            earliest, latest = row
+    """Answer the weekly average number of matching trips over the query's span of weeks.
+
+    Each (region, datasource, week) group of the summary is counted the cheapest exact way
+    (see tripflow.warehouse.plan); all statements read one snapshot."""
+    with _snapshot(conn):
+        return _weekly_average(conn, query)
+
+
+def _weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAverage:
+    groups = read_groups(conn, query)
+    earliest = min((group.first_trip for group in groups), default=None)
+    latest = max((group.last_trip for group in groups), default=None)
     span = query_span(query.start, query.end, earliest, latest)
     if not span:
         return WeeklyAverage(query=query, span=span, counts={})
-
-    # Count only inside the span, and inside the range where one was given, so the sum of
-    # the series is the number of trips even if rows arrive between the two statements.
-    parameters["window_start"] = query.start if query.start else _midnight(span[0])
-    parameters["window_end"] = query.end if query.end else _midnight(span[-1] + timedelta(7))
-    conditions = _filter_conditions(query)
-    box = _box_condition(query)
-    if box is not None:
-        conditions.append(box)
-    counts_sql = sql.SQL(_statement("weekly_counts")).format(conditions=_where(conditions))
+    # Count only inside the span, and inside the range where one was given.
+    window = (
+        query.start if query.start else monday_midnight(span[0]),
+        query.end if query.end else monday_midnight(span[-1] + timedelta(7)),
+    )
     weeks = set(span)
+    by_way: dict[Way, list[Group]] = {way: [] for way in Way}
+    for group in groups:
+        if group.week in weeks:
+            by_way[choose(group, query, window)].append(group)
+    found = {group.key: group.trips for group in by_way[Way.ALL]}
+    if by_way[Way.SCAN]:
+        found.update(_scanned_counts(conn, query, by_way[Way.SCAN], window))
+    for region in sorted({group.region for group in by_way[Way.COMPLEMENT]}):
+        members = [group for group in by_way[Way.COMPLEMENT] if group.region == region]
+        found.update(_complement_counts(conn, query, members, window))
     counts: dict[date, int] = {}
-    for week, trips in conn.execute(counts_sql, parameters):
-        if week in weeks:
-            counts[week] = int(trips)
+    for (_, _, week), trips in found.items():
+        if trips:
+            counts[week] = counts.get(week, 0) + trips
     return WeeklyAverage(query=query, span=span, counts=counts)
 
 

@@ -1,5 +1,6 @@
--- Every datasource with its number of trips; "C" collation sorts by code point everywhere.
-SELECT datasource AS name, count(*) AS trips
-FROM tripdata
+-- Every datasource with its number of trips, from the weekly summary; "C" collation sorts
+-- by code point everywhere.
+SELECT datasource AS name, sum(trips) AS trips
+FROM trip_week_summary
 GROUP BY datasource
 ORDER BY datasource COLLATE "C"

@@ -1,5 +1,6 @@
--- Every region with its number of trips; "C" collation sorts by code point everywhere.
-SELECT region AS name, count(*) AS trips
-FROM tripdata
+-- Every region with its number of trips, from the weekly summary; "C" collation sorts by
+-- code point everywhere.
+SELECT region AS name, sum(trips) AS trips
+FROM trip_week_summary
 GROUP BY region
 ORDER BY region COLLATE "C"

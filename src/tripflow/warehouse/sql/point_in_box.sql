@@ -4,6 +4,5 @@
 -- ST_MakeEnvelope is false for a point on a degenerate min = max box, which the API allows.
 (
     {column} && ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s, 4326)
-    AND ST_X({column}) BETWEEN %(min_lon)s AND %(max_lon)s
-    AND ST_Y({column}) BETWEEN %(min_lat)s AND %(max_lat)s
+    AND {exact}
 )

@@ -1,0 +1,234 @@
+"""The weekly summary and the ways a weekly average is counted from it, against brute force.
+
+Generated trips plus hand-placed ones on box edges and corners go through tripflow's
+publish (twice, the second batch repeating part of the first). Then every question of a
+mix (boxes inside, across and around regions, equal to a group's extent, empty, degenerate,
+every match, ranges starting mid-week) is answered three times: with the planner's own
+choices, with every partly covered group counted by scanning, and with every one counted
+by its complement. Each answer must equal tests/reference.py on the same trips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests import reference
+from tripflow import generate
+from tripflow.records import Trip
+from tripflow.warehouse import plan, queries
+from tripflow.warehouse.database import connect
+from tripflow.warehouse.publish import publish_batch
+from tripflow.weeks import AreaQuery, BBox, Match
+
+# A box in Prague's old town, and trips placed exactly on its edges and corners.
+OLD_TOWN = BBox(14.40, 50.05, 14.45, 50.10)
+EDGE_TRIPS = [
+    ((14.40, 50.07), (14.45, 50.10)),  # left edge to top-right corner
+    ((14.42, 50.05), (14.43, 50.10)),  # bottom edge to top edge
+    ((14.40, 50.05), (14.40, 50.05)),  # bottom-left corner, both ends
+    ((14.42, 50.08), (14.4500000001, 50.08)),  # inside to just outside
+    ((14.3999999999, 50.08), (14.42, 50.08)),  # just outside to inside
+    ((14.42, 50.08), (14.42, 50.08)),  # the point of a degenerate box
+]
+PRAGUE = generate.REGIONS[0]
+TURIN = generate.REGIONS[1]
+
+
+def sample(count: int, seed: int) -> list[Trip]:
+    drawn = generate.sample_trips(np.random.default_rng(seed), count)
+    return [
+        Trip(
+            region=generate.REGIONS[drawn.region[row]].name,
+            origin_lon=float(drawn.origin_lon[row]),
+            origin_lat=float(drawn.origin_lat[row]),
+            destination_lon=float(drawn.destination_lon[row]),
+            destination_lat=float(drawn.destination_lat[row]),
+            datetime=datetime.fromtimestamp(int(drawn.seconds[row]), UTC).replace(tzinfo=None),
+            datasource=generate.DATASOURCES[drawn.datasource[row]][0],
+        )
+        for row in range(count)
+    ]
+
+
+def edge_trips() -> list[Trip]:
+    moment = datetime(2018, 3, 7, 8, 30)
+    return [
+        Trip("Prague", olon, olat, dlon, dlat, moment + timedelta(days=9 * number), "edge_app")
+        for number, ((olon, olat), (dlon, dlat)) in enumerate(EDGE_TRIPS)
+    ]
+
+
+def stage_and_publish(conn: psycopg.Connection[Any], trips: list[Trip]) -> None:
+    batch = conn.execute(
+        "INSERT INTO ingestion_batch (status, files, rows_staged) VALUES ('staged', 1, %s)"
+        " RETURNING batch_id",
+        (len(trips),),
+    ).fetchone()
+    assert batch is not None
+    file = conn.execute(
+        "INSERT INTO ingestion_file (batch_id, name, landing_path, size_bytes, checksum,"
+        " rows_duplicate) VALUES (%s, 'f.csv', %s, 1, 'x', 0) RETURNING file_id",
+        (batch[0], f"landing/{batch[0]}.csv"),
+    ).fetchone()
+    assert file is not None
+    with conn.cursor().copy(
+        "COPY staging_tripdata (batch_id, file_id, trip_key, region, origin_lon, origin_lat,"
+        " destination_lon, destination_lat, datetime, datasource) FROM STDIN"
+    ) as copy:
+        for trip in trips:
+            key = "|".join(str(value) for value in vars(trip).values())
+            copy.write_row((batch[0], file[0], key_uuid(key), trip.region, trip.origin_lon,
+                            trip.origin_lat, trip.destination_lon, trip.destination_lat,
+                            trip.datetime, trip.datasource))  # fmt: skip
+    conn.commit()
+    assert publish_batch(conn, batch[0])
+    conn.commit()
+
+
+def key_uuid(text: str) -> str:
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+@pytest.fixture(scope="module")
+def trips_url(postgres_cluster: Any, template_url: str) -> Iterator[tuple[str, list[Trip]]]:
+    url = postgres_cluster.create_database("week_summary", template="tripflow_template")
+    first = sample(3000, seed=5) + edge_trips()
+    second = first[:500] + sample(1000, seed=6)  # 500 repeats, 1000 new
+    with closing(connect(url)) as conn:
+        stage_and_publish(conn, first)
+        stage_and_publish(conn, second)
+    unique = list({trip: None for trip in first + second})
+    yield url, unique
+
+
+def questions() -> list[tuple[str, AreaQuery]]:
+    prague_box = BBox(PRAGUE.min_lon, PRAGUE.min_lat, PRAGUE.max_lon, PRAGUE.max_lat)
+    inner_city = BBox(14.25, 49.96, 14.69, 50.16)
+    across = BBox(14.0, 49.9, 14.45, 50.1)
+    around_all = BBox(-180.0, -90.0, 180.0, 90.0)
+    between_cities = BBox(10.0, 46.0, 12.0, 48.0)
+    degenerate = BBox(14.42, 50.08, 14.42, 50.08)
+    line = BBox(14.40, 50.0, 14.40, 50.2)
+    boxes = {
+        "old_town": OLD_TOWN,
+        "prague_extent": prague_box,
+        "inner_city": inner_city,
+        "across_border": across,
+        "around_all": around_all,
+        "empty": between_cities,
+        "degenerate": degenerate,
+        "line": line,
+    }
+    mixed: list[tuple[str, AreaQuery]] = []
+    for name, box in boxes.items():
+        for match in Match:
+            mixed.append((f"{name}-{match}", AreaQuery(bbox=box, match=match)))
+    mixed += [
+        ("all", AreaQuery()),
+        ("region", AreaQuery(region="Prague")),
+        ("region-datasource", AreaQuery(region="Turin", datasource="funny_car")),
+        ("datasource", AreaQuery(datasource="edge_app")),
+        ("edge-app-old-town", AreaQuery(bbox=OLD_TOWN, datasource="edge_app")),
+        ("unknown-region", AreaQuery(region="Atlantis")),
+        (
+            "mid-week-range",
+            AreaQuery(bbox=inner_city, start=datetime(2018, 3, 7, 12), end=datetime(2018, 5, 2, 6)),
+        ),
+        (
+            "monday-range",
+            AreaQuery(
+                bbox=prague_box,
+                match=Match.EITHER,
+                start=datetime(2018, 1, 1),
+                end=datetime(2018, 7, 2),
+            ),
+        ),
+        ("open-start", AreaQuery(region="Prague", start=datetime(2018, 11, 14, 13))),
+        ("open-end", AreaQuery(bbox=OLD_TOWN, match=Match.ORIGIN, end=datetime(2018, 2, 1))),
+    ]
+    return mixed
+
+
+def expected(trips: list[Trip], query: AreaQuery) -> dict[str, Any]:
+    answer = reference.weekly_average(
+        trips,
+        bbox=tuple(query.bbox.as_list()) if query.bbox else None,  # type: ignore[arg-type]
+        region=query.region,
+        datasource=query.datasource,
+        start=query.start,
+        end=query.end,
+        match=str(query.match),
+    )
+    return {key: answer[key] for key in ("trips", "weeks", "first_week", "last_week", "series")}
+
+
+def answered(url: str, query: AreaQuery) -> dict[str, Any]:
+    with closing(connect(url)) as conn:
+        body = queries.weekly_average(conn, query).to_json()
+    return {key: body[key] for key in ("trips", "weeks", "first_week", "last_week", "series")}
+
+
+@pytest.mark.parametrize("way", ["planned", "scan", "complement"])
+def test_every_way_equals_brute_force(
+    trips_url: tuple[str, list[Trip]], way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, trips = trips_url
+    if way != "planned":
+        monkeypatch.setattr(plan, "_complement_is_cheaper", lambda *_: way == "complement")
+    wrong = [name for name, query in questions() if answered(url, query) != expected(trips, query)]
+    assert wrong == []
+
+
+def test_the_mix_reaches_every_way(trips_url: tuple[str, list[Trip]]) -> None:
+    url, _ = trips_url
+    seen: Counter[plan.Way] = Counter()
+    with closing(connect(url)) as conn:
+        groups = queries.read_groups(conn, AreaQuery())
+    for _, query in questions():
+        window = (query.start or datetime(2000, 1, 1), query.end or datetime(2100, 1, 1))
+        seen.update(plan.choose(group, query, window) for group in groups)
+    assert set(seen) == set(plan.Way)
+
+
+def test_summary_equals_the_table_after_repeats(trips_url: tuple[str, list[Trip]]) -> None:
+    url, trips = trips_url
+    with closing(connect(url)) as conn:
+        summary = dict(
+            ((region, datasource, week), trips)
+            for region, datasource, week, trips in conn.execute(
+                "SELECT region, datasource, week, trips FROM trip_week_summary"
+            )
+        )
+        extents = conn.execute(
+            "SELECT max(origin_max_lon), min(destination_min_lat) FROM trip_week_summary"
+            " WHERE region = 'Prague'"
+        ).fetchone()
+    counted = Counter(
+        (trip.region, trip.datasource, reference.iso_monday(trip.datetime)) for trip in trips
+    )
+    assert summary == dict(counted)
+    assert sum(summary.values()) == len(trips) == 3000 + len(EDGE_TRIPS) + 1000
+    prague = [trip for trip in trips if trip.region == "Prague"]
+    assert extents == (
+        max(trip.origin_lon for trip in prague),
+        min(trip.destination_lat for trip in prague),
+    )
+
+
+def test_regions_and_datasources_come_from_the_summary(
+    trips_url: tuple[str, list[Trip]],
+) -> None:
+    url, trips = trips_url
+    with closing(connect(url)) as conn:
+        regions = {row["name"]: row["trips"] for row in queries.list_regions(conn)}
+    assert regions == dict(Counter(trip.region for trip in trips))
