@@ -1,0 +1,576 @@
+"""Benchmark: one generated trip CSV into PostGIS three ways, fresh and incremental.
+
+Paths, each in its own database of the benchmarks' cluster (same server settings,
+tripflow.services.postgres.SERVER_SETTINGS), run one after another, never at once:
+  tripflow  (a) the pipeline: the CSV is put into a fresh lake's landing dir and
+            `pipeline.ingest` claims it, validates it with spark-submit (CSV -> trusted
+            Parquet), COPYs the Parquet into staging and publishes into `tripdata`
+            (INSERT ... ON CONFLICT into a migrated table whose primary key, GiST and btree
+            indexes are already there: tripflow's steady state), then archives the file.
+            Stages are the pipeline's steps, timed between its on_step callbacks; `claim`
+            runs from the call until the Spark step starts.
+  seed      (b) the seed's path, faithfully: a fresh Python process starts a SparkSession
+            (local[2], tripflow's driver memory, the PostgreSQL JDBC jar), reads the CSV as
+            strings, writes Parquet, reads it back and appends it over JDBC with default
+            options to `seed_staging`; then INSERT INTO seed_trips SELECT ... ST_GeomFromText;
+            on a fresh load it then builds GiST indexes on both points and a btree on
+            datetime.
+  floor     (c) the least time any path can take: one COPY of the CSV file, fed in 8 MiB
+            blocks, into an UNLOGGED, unindexed table of text columns.
+
+Scenarios, both run every time:
+  fresh      N rows into empty tables (seed: indexes built after the INSERT);
+  increment  M new trips (another generator seed, so none repeats) into the tables that
+             hold the N rows: tripflow ingests a second file, the seed's INSERT maintains
+             the indexes it built, the floor COPYs into the same table.
+
+Between paths the loaded database gets VACUUM ANALYZE and the cluster a CHECKPOINT (both
+untimed), so one path's dirty pages, WAL and autovacuum work are not billed to the next.
+The ratios: speed-up of tripflow over the seed = seed total / tripflow total (targets:
+2x fresh, 3x increment), and tripflow total / floor total (how many times the floor).
+Row counts of the three final tables must be equal (and equal to the rows generated);
+otherwise the benchmark exits 1.
+
+Usage: .venv/bin/python benchmarks/ingest.py [--rows N] [--increment M] [--seed S]
+           [--paths tripflow,seed,floor] [--keep]
+`make bench-ingest ROWS=N` runs it (after scripts/bench-setup.sh installed the JDBC jar).
+TRIPFLOW_BENCH_HOME and TRIPFLOW_BENCH_PORT move the benchmarks' home and cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from common import BENCH_HOME, Stages, bench_settings, fresh_database, generated_csv, start_cluster
+from psycopg import conninfo, sql
+
+from tripflow import pipeline
+from tripflow.config import Settings
+from tripflow.lake import LANDING, open_lake
+from tripflow.services.postgres import ManagedPostgres
+from tripflow.warehouse import ingestions
+from tripflow.warehouse.database import connect
+
+JDBC_JAR = Path("/usr/share/java/postgresql.jar")
+SQL_FILE = Path(__file__).resolve().parent / "sql" / "ingest_baselines.sql"
+# Where this benchmark keeps its lake and the seed's Parquet (the CSVs are shared, in csv/).
+WORK = BENCH_HOME / "ingest"
+SEED_MASTER = "local[2]"
+COPY_BLOCK = 8 * 1024 * 1024
+# One CSV file per 10M rows, as benchmarks/common.py's data sets: a publish transaction
+# stays at most 10M rows.
+ROWS_PER_FILE = 10_000_000
+
+
+class Scenario(StrEnum):
+    """What the tables hold before the load."""
+
+    FRESH = "fresh"
+    INCREMENT = "increment"
+
+
+class LoadPath(StrEnum):
+    """One way from the CSV into PostgreSQL."""
+
+    TRIPFLOW = "tripflow"
+    SEED = "seed"
+    FLOOR = "floor"
+
+
+DATABASES = {
+    LoadPath.TRIPFLOW: "bench_ingest_tripflow",
+    LoadPath.SEED: "bench_ingest_seed",
+    LoadPath.FLOOR: "bench_ingest_floor",
+}
+LETTERS = {LoadPath.TRIPFLOW: "(a)", LoadPath.SEED: "(b)", LoadPath.FLOOR: "(c)"}
+TABLES = {
+    LoadPath.TRIPFLOW: "tripdata",
+    LoadPath.SEED: "seed_trips",
+    LoadPath.FLOOR: "floor_trips",
+}
+# Speed-up of tripflow over the seed's path that each scenario should reach.
+TARGETS = {Scenario.FRESH: 2.0, Scenario.INCREMENT: 3.0}
+
+# Stage names of tripflow's pipeline steps, keyed by the on_step step name.
+STEP_STAGES = {
+    "claimed": "claim (checksum, bookkeeping)",
+    "spark": "spark (spark-submit: CSV->Parquet)",
+    "staging": "staging (Parquet -> COPY)",
+    "publish": "publish (INSERT ... ON CONFLICT)",
+    "archive": "archive (move the file)",
+}
+SEED_SESSION = "Spark session start"
+SEED_PARQUET = "CSV -> Parquet"
+SEED_JDBC = "Parquet -> JDBC seed_staging"
+SEED_INSERT = "INSERT ... ST_GeomFromText"
+SEED_INDEXES = {
+    "seed_index_origin": "index: GiST origin_coord",
+    "seed_index_destination": "index: GiST destination_coord",
+    "seed_index_datetime": "index: btree datetime",
+}
+FLOOR_COPY = "COPY (UNLOGGED, text, no index)"
+
+
+class BenchmarkError(RuntimeError):
+    """A path did not load what it was given."""
+
+
+def load_statements(path: Path) -> dict[str, str]:
+    """Return the named statement groups of a .sql file (`-- name: x` starts group x)."""
+    parts = re.split(r"^-- name: (\w+)[ \t]*$", path.read_text(), flags=re.MULTILINE)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+STATEMENTS = load_statements(SQL_FILE)
+
+
+def print_total(stages: Stages) -> None:
+    """Print a path's total as one more stage line."""
+    rate = stages.rows / stages.total if stages.total else float("inf")
+    print(f"    {'total':34s} {stages.total:9.1f} s  {rate:>12,.0f} rows/s")
+
+
+class Loader(Protocol):
+    """One path into its own database."""
+
+    path: LoadPath
+    url: str
+
+    def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
+        """Load the CSV files (`rows` trips) and return the time of each stage."""
+
+
+class StepTimer:
+    """Time tripflow's pipeline steps as stages, from its on_step callbacks."""
+
+    def __init__(self, stages: Stages) -> None:
+        self.stages = stages
+        self.current = ExitStack()
+        self.batches: set[int] = set()
+
+    def start(self) -> None:
+        """Start timing the claim, which on_step reports only once it is done."""
+        self.current.enter_context(self.stages.stage(STEP_STAGES["claimed"]))
+
+    def __call__(self, batch_id: int, step: str) -> None:
+        self.batches.add(batch_id)
+        if step == "claimed":
+            return
+        self.current.close()
+        self.current.enter_context(self.stages.stage(STEP_STAGES.get(step, step)))
+
+    def stop(self) -> None:
+        """End the last step's stage."""
+        self.current.close()
+
+
+class TripflowLoader:
+    """Path (a): tripflow's own pipeline, into a migrated database and a fresh lake."""
+
+    path = LoadPath.TRIPFLOW
+
+    def __init__(self, cluster: ManagedPostgres) -> None:
+        self.url = fresh_database(cluster, DATABASES[self.path], migrated=True)
+        lake_dir = WORK / "lake"
+        shutil.rmtree(lake_dir, ignore_errors=True)
+        lake_dir.mkdir(parents=True)
+        self.settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=self.url)
+        self.lake = open_lake(self.settings)
+
+    def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
+        """Land the files and run `pipeline.ingest` over them."""
+        started = time.perf_counter()
+        for csv in csvs:
+            self.lake.put(csv, LANDING, name=f"{scenario}-{csv.name}")
+        print(
+            f"    (untimed: {len(csvs)} file(s) put into the lake's landing dir in "
+            f"{time.perf_counter() - started:.1f} s)"
+        )
+        stages = Stages(rows)
+        timer = StepTimer(stages)
+        with closing(connect(self.url)) as conn:
+            timer.start()
+            try:
+                touched = pipeline.ingest(
+                    conn, self.lake, pipeline.SubmitRunner(self.settings), timer
+                )
+            finally:
+                timer.stop()
+            if len(touched) != 1:
+                raise BenchmarkError(f"tripflow ran batches {touched}, expected one new batch")
+            summary = ingestions.batch_summary(conn, touched[0])
+        print(
+            f"    batch {summary['batch_id']}: status {summary['status']}, read "
+            f"{summary['rows_read']:,}, loaded {summary['rows_loaded']:,}, rejected "
+            f"{summary['rows_rejected']:,}, duplicate {summary['rows_duplicate']:,}"
+        )
+        if summary["status"] != ingestions.Status.DONE or summary["rows_loaded"] != rows:
+            raise BenchmarkError(f"tripflow loaded {summary['rows_loaded']} of {rows} rows")
+        return stages
+
+
+@dataclass(frozen=True)
+class SeedSparkJob:
+    """The seed's Spark part for one load, as the child process receives it."""
+
+    csvs: tuple[str, ...]
+    parquet_dir: str
+    jdbc_url: str
+    user: str
+    password: str
+    rows: int
+    master: str
+    driver_memory: str
+    log: str
+
+
+def run_seed_spark(job: SeedSparkJob) -> dict[str, float]:
+    """Run the seed's Spark part in this fresh process; return the seconds of its stages."""
+    # The JVM writes to file descriptors 1 and 2: send both to the log, keep the stage lines
+    # on the benchmark's own output.
+    console = os.fdopen(os.dup(1), "w", buffering=1)
+    with open(job.log, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    sys.stdout = console
+    # Without it Spark binds the first non-loopback interface, slow or unreachable here.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    stages = Stages(job.rows)
+    with stages.stage(SEED_SESSION):
+        from pyspark.sql import SparkSession
+
+        spark = (
+            SparkSession.builder.master(job.master)
+            .appName("seed-ingest")
+            .config("spark.driver.memory", job.driver_memory)
+            .config("spark.jars", str(JDBC_JAR))
+            # As tripflow's spark-submit: nobody watches the UI, neither path pays for it.
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    try:
+        with stages.stage(SEED_PARQUET):
+            frame = spark.read.option("header", "true").csv(list(job.csvs))
+            frame.write.mode("overwrite").parquet(job.parquet_dir)
+        with stages.stage(SEED_JDBC):
+            (
+                spark.read.parquet(job.parquet_dir)
+                .write.format("jdbc")
+                .option("url", job.jdbc_url)
+                .option("driver", "org.postgresql.Driver")
+                .option("dbtable", "seed_staging")
+                .option("user", job.user)
+                .option("password", job.password)
+                .mode("append")
+                .save()
+            )
+    finally:
+        spark.stop()
+    console.flush()
+    return stages.seconds
+
+
+class SeedLoader:
+    """Path (b): the seed's Spark -> Parquet -> JDBC staging -> ST_GeomFromText INSERT."""
+
+    path = LoadPath.SEED
+
+    def __init__(self, cluster: ManagedPostgres, driver_memory: str) -> None:
+        self.url = fresh_database(cluster, DATABASES[self.path], migrated=False)
+        self.driver_memory = driver_memory
+        with closing(connect(self.url, autocommit=True)) as conn:
+            conn.execute(STATEMENTS["seed_tables"])
+
+    def spark_job(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> SeedSparkJob:
+        """Describe the Spark part of one load."""
+        parts = conninfo.conninfo_to_dict(self.url)
+        parquet_dir = WORK / "seed-parquet" / scenario
+        shutil.rmtree(parquet_dir, ignore_errors=True)
+        log = BENCH_HOME / "logs" / f"ingest-seed-{scenario}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return SeedSparkJob(
+            csvs=tuple(str(csv) for csv in csvs),
+            parquet_dir=str(parquet_dir),
+            jdbc_url=f"jdbc:postgresql://{parts['host']}:{parts['port']}/{parts['dbname']}",
+            user=str(parts["user"]),
+            password=str(parts["password"]),
+            rows=rows,
+            master=SEED_MASTER,
+            driver_memory=self.driver_memory,
+            log=str(log),
+        )
+
+    def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
+        """Run the Spark part in a child process, then the INSERT and (fresh) the indexes."""
+        with closing(connect(self.url, autocommit=True)) as conn:
+            conn.execute(STATEMENTS["seed_clear_staging"])
+        job = self.spark_job(scenario, csvs, rows)
+        stages = Stages(rows)
+        # A new process per load, as the seed's script: every load starts its own JVM.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as executor:
+            try:
+                stages.seconds.update(executor.submit(run_seed_spark, job).result())
+            except Exception:
+                tail = Path(job.log).read_text(errors="replace").splitlines()[-20:]
+                print(f"    the seed's Spark part failed; log {job.log}:", *tail, sep="\n      ")
+                raise
+        with closing(connect(self.url, autocommit=True)) as conn:
+            with stages.stage(SEED_INSERT):
+                conn.execute(STATEMENTS["seed_insert"])
+            if scenario is Scenario.FRESH:
+                for statement, stage in SEED_INDEXES.items():
+                    with stages.stage(stage):
+                        conn.execute(STATEMENTS[statement])
+        return stages
+
+
+class FloorLoader:
+    """Path (c): one COPY of the CSV into an unlogged, unindexed table of text columns."""
+
+    path = LoadPath.FLOOR
+
+    def __init__(self, cluster: ManagedPostgres) -> None:
+        self.url = fresh_database(cluster, DATABASES[self.path], migrated=False)
+        with closing(connect(self.url, autocommit=True)) as conn:
+            conn.execute(STATEMENTS["floor_table"])
+
+    def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
+        """COPY each file (one here unless it holds over 10M rows) in large blocks."""
+        stages = Stages(rows)
+        with closing(connect(self.url)) as conn, stages.stage(FLOOR_COPY):
+            with conn.cursor() as cursor:
+                for csv in csvs:
+                    with cursor.copy(STATEMENTS["floor_copy"]) as copy, csv.open("rb") as handle:
+                        while block := handle.read(COPY_BLOCK):
+                            copy.write(block)
+            conn.commit()
+        return stages
+
+
+def settle(cluster: ManagedPostgres, database: str | None) -> None:
+    """VACUUM ANALYZE a database just loaded, then CHECKPOINT the cluster (untimed)."""
+    started = time.perf_counter()
+    with closing(connect(cluster.url(database or "postgres"), autocommit=True)) as conn:
+        if database:
+            conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+    what = "VACUUM ANALYZE + CHECKPOINT" if database else "CHECKPOINT"
+    print(
+        f"    (untimed: {what}, {time.perf_counter() - started:.1f} s: its WAL and dirty"
+        " pages do not bill the next path)"
+    )
+
+
+def count_rows(url: str, table: str) -> int:
+    """Return the number of rows of a table."""
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+    with closing(connect(url)) as conn:
+        row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """Return numerator / denominator, infinite for a zero denominator."""
+    return numerator / denominator if denominator else float("inf")
+
+
+def print_ratios(scenario: Scenario, results: dict[LoadPath, Stages]) -> None:
+    """Print tripflow's speed-up over the seed and its multiple of the floor."""
+    tripflow = results.get(LoadPath.TRIPFLOW)
+    seed = results.get(LoadPath.SEED)
+    floor = results.get(LoadPath.FLOOR)
+    if tripflow and seed:
+        speedup = ratio(seed.total, tripflow.total)
+        target = TARGETS[scenario]
+        verdict = "PASS" if speedup >= target else "SHORT"
+        print(
+            f"  speed-up (a) tripflow over (b) seed: {speedup:.2f}x (seed {seed.total:.1f} s"
+            f" / tripflow {tripflow.total:.1f} s); target >= {target:g}x: {verdict}"
+        )
+    if tripflow and floor:
+        print(
+            f"  (a) tripflow / (c) floor: {ratio(tripflow.total, floor.total):.1f}x the floor"
+            f" (tripflow {tripflow.total:.1f} s / floor {floor.total:.1f} s)"
+        )
+
+
+def check_counts(scenario: Scenario, counts: dict[LoadPath, int], expected: int) -> bool:
+    """Print the row counts of the final tables; tell whether all equal the rows loaded."""
+    for path, count in counts.items():
+        print(f"  rows in {DATABASES[path]}.{TABLES[path]}: {count:,}")
+    equal = all(count == expected for count in counts.values())
+    print(
+        f"  row counts after {scenario}: "
+        + ("equal" if equal else f"NOT EQUAL (expected {expected:,} in every table)")
+    )
+    return equal
+
+
+def print_summary(
+    results: dict[Scenario, dict[LoadPath, Stages]],
+    counts: dict[Scenario, dict[LoadPath, int]],
+) -> None:
+    """Print one compact table of every path and scenario, then the ratios."""
+    print("\nsummary")
+    columns = ("rows", "seconds", "rows/s", "in table")
+    print(f"  {'scenario':10s} {'path':9s} " + " ".join(f"{name:>12s}" for name in columns))
+    for scenario, by_path in results.items():
+        for path, stages in by_path.items():
+            print(
+                f"  {scenario:10s} {path:9s} {stages.rows:12,d} {stages.total:12.1f}"
+                f" {ratio(stages.rows, stages.total):12,.0f} {counts[scenario][path]:12,d}"
+            )
+    print(f"  {'scenario':10s} {'speed-up (b)/(a)':>17s}   target  result  (a)/(c)")
+    for scenario, by_path in results.items():
+        tripflow = by_path.get(LoadPath.TRIPFLOW)
+        seed = by_path.get(LoadPath.SEED)
+        floor = by_path.get(LoadPath.FLOOR)
+        speedup = ratio(seed.total, tripflow.total) if tripflow and seed else None
+        verdict = "" if speedup is None else "PASS" if speedup >= TARGETS[scenario] else "SHORT"
+        shown = "-" if speedup is None else f"{speedup:.2f}x"
+        floor_ratio = f"{ratio(tripflow.total, floor.total):.1f}x" if tripflow and floor else "-"
+        print(
+            f"  {scenario:10s} {shown:>17s} {'>= ' + format(TARGETS[scenario], 'g') + 'x':>8s}"
+            f" {verdict:>7s} {floor_ratio:>8s}"
+        )
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join((__doc__ or "").splitlines()[1:]),
+    )
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the fresh load")
+    parser.add_argument(
+        "--increment", type=int, help="new rows of the incremental load (default rows // 10)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="generator seed of the fresh rows")
+    parser.add_argument(
+        "--paths",
+        default=",".join(LoadPath),
+        help="comma-separated subset of tripflow,seed,floor (default: all three)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the three databases, the lake and the Parquet"
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.rows < 1:
+        parser.error("--rows must be at least 1")
+    if arguments.increment is None:
+        arguments.increment = max(arguments.rows // 10, 1)
+    if arguments.increment < 1:
+        parser.error("--increment must be at least 1")
+    names = [name.strip() for name in arguments.paths.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(LoadPath))
+    if unknown or not names:
+        parser.error(f"--paths takes a subset of {','.join(LoadPath)}, got {arguments.paths!r}")
+    arguments.paths = [path for path in LoadPath if path in names]
+    return arguments
+
+
+def build_loaders(
+    cluster: ManagedPostgres, settings: Settings, paths: Sequence[LoadPath]
+) -> list[Loader]:
+    """Create each selected path's fresh database and tables."""
+    loaders: list[Loader] = []
+    for path in paths:
+        if path is LoadPath.TRIPFLOW:
+            loaders.append(TripflowLoader(cluster))
+        elif path is LoadPath.SEED:
+            loaders.append(SeedLoader(cluster, settings.spark_driver_memory))
+        else:
+            loaders.append(FloorLoader(cluster))
+    return loaders
+
+
+def drop_databases(cluster: ManagedPostgres, paths: Sequence[LoadPath]) -> None:
+    """Drop the paths' databases and this benchmark's lake and Parquet."""
+    with closing(connect(cluster.url("postgres"), autocommit=True)) as conn:
+        for path in paths:
+            name = sql.Identifier(DATABASES[path])
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every selected path through both scenarios; return the exit status."""
+    arguments = parse_arguments(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Stage lines appear as they end, also when the output goes to a pipe.
+        sys.stdout.reconfigure(line_buffering=True)
+    paths: list[LoadPath] = arguments.paths
+    if LoadPath.SEED in paths and not JDBC_JAR.exists():
+        print(f"{JDBC_JAR} is missing: run `make bench-setup`", file=sys.stderr)
+        return 2
+    rows, increment = arguments.rows, arguments.increment
+    settings = bench_settings()
+    print(
+        f"ingest benchmark: {rows:,} fresh rows, then {increment:,} new rows; paths "
+        f"{', '.join(paths)}; benchmark home {BENCH_HOME}, port {settings.database_port}"
+    )
+    print(
+        f"  tripflow: spark-submit --master {settings.spark_master} --driver-memory "
+        f"{settings.spark_driver_memory}; seed: SparkSession {SEED_MASTER}, driver memory "
+        f"{settings.spark_driver_memory}, {JDBC_JAR}, JDBC append with default options; "
+        "floor: COPY into an UNLOGGED table"
+    )
+    fresh_csvs = generated_csv(rows, arguments.seed, files=max(1, rows // ROWS_PER_FILE))
+    increment_csvs = generated_csv(
+        increment, arguments.seed + 1, files=max(1, increment // ROWS_PER_FILE)
+    )
+    cluster = start_cluster(settings)
+    loads = (
+        (Scenario.FRESH, fresh_csvs, rows, rows),
+        (Scenario.INCREMENT, increment_csvs, increment, rows + increment),
+    )
+    results: dict[Scenario, dict[LoadPath, Stages]] = {}
+    counts: dict[Scenario, dict[LoadPath, int]] = {}
+    equal = True
+    try:
+        loaders = build_loaders(cluster, settings, paths)
+        settle(cluster, None)
+        for scenario, csvs, new_rows, expected in loads:
+            print(f"\n{scenario}: {new_rows:,} rows ({', '.join(csv.name for csv in csvs)})")
+            results[scenario] = {}
+            for loader in loaders:
+                print(f"  {LETTERS[loader.path]} {loader.path}")
+                stages = loader.load(scenario, csvs, new_rows)
+                print_total(stages)
+                results[scenario][loader.path] = stages
+                settle(cluster, DATABASES[loader.path])
+            counts[scenario] = {
+                loader.path: count_rows(loader.url, TABLES[loader.path]) for loader in loaders
+            }
+            print_ratios(scenario, results[scenario])
+            equal = check_counts(scenario, counts[scenario], expected) and equal
+        print_summary(results, counts)
+    finally:
+        if arguments.keep:
+            print(f"\nkept databases {', '.join(DATABASES[path] for path in paths)} and {WORK}")
+        else:
+            drop_databases(cluster, paths)
+    if not equal:
+        print("FAIL: the paths' tables do not hold the same rows", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
