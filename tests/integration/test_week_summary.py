@@ -184,20 +184,30 @@ def test_every_way_equals_brute_force(
 ) -> None:
     url, trips = trips_url
     if way != "planned":
-        monkeypatch.setattr(plan, "_complement_is_cheaper", lambda *_: way == "complement")
+        monkeypatch.setattr(queries, "FORCED_COMPLEMENT", way == "complement")
     wrong = [name for name, query in questions() if answered(url, query) != expected(trips, query)]
     assert wrong == []
 
 
 def test_the_mix_reaches_every_way(trips_url: tuple[str, list[Trip]]) -> None:
     url, _ = trips_url
-    seen: Counter[plan.Way] = Counter()
+    seen: set[int] = set()
     with closing(connect(url)) as conn:
-        groups = queries.read_groups(conn, AreaQuery())
+        summary = queries.read_summary(conn)
     for _, query in questions():
         window = (query.start or datetime(2000, 1, 1), query.end or datetime(2100, 1, 1))
-        seen.update(plan.choose(group, query, window) for group in groups)
-    assert set(seen) == set(plan.Way)
+        seen.update(summary.ways(query, summary.selected(query), window).tolist())
+    assert seen == set(plan.Way)
+
+
+def test_a_publish_refreshes_the_cached_summary(database_url: str) -> None:
+    with closing(connect(database_url)) as conn:
+        stage_and_publish(conn, sample(50, seed=8))
+        before = queries.weekly_average(conn, AreaQuery()).trips
+        conn.commit()
+        stage_and_publish(conn, sample(30, seed=9))
+        after = queries.weekly_average(conn, AreaQuery()).trips
+    assert (before, after) == (50, 80)
 
 
 def test_summary_equals_the_table_after_repeats(trips_url: tuple[str, list[Trip]]) -> None:

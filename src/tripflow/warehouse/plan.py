@@ -19,10 +19,14 @@ from the share of each extent's area that the box covers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from enum import Enum
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from tripflow.weeks import AreaQuery, BBox, Match
 
@@ -37,36 +41,6 @@ class Extent:
     min_lat: float
     max_lon: float
     max_lat: float
-
-    def inside(self, box: BBox) -> bool:
-        """Tell whether every point of the extent lies in the box (edges included)."""
-        return (
-            box.min_lon <= self.min_lon
-            and self.max_lon <= box.max_lon
-            and box.min_lat <= self.min_lat
-            and self.max_lat <= box.max_lat
-        )
-
-    def disjoint(self, box: BBox) -> bool:
-        """Tell whether no point of the extent can lie in the box."""
-        return (
-            self.max_lon < box.min_lon
-            or box.max_lon < self.min_lon
-            or self.max_lat < box.min_lat
-            or box.max_lat < self.min_lat
-        )
-
-    def covered_share(self, box: BBox) -> float:
-        """Return the share of the extent's area inside the box (0.5 when it has none)."""
-        width = self.max_lon - self.min_lon
-        height = self.max_lat - self.min_lat
-        overlap_width = min(self.max_lon, box.max_lon) - max(self.min_lon, box.min_lon)
-        overlap_height = min(self.max_lat, box.max_lat) - max(self.min_lat, box.min_lat)
-        if overlap_width < 0 or overlap_height < 0:
-            return 0.0
-        if width <= 0 or height <= 0:
-            return 0.5
-        return (overlap_width * overlap_height) / (width * height)
 
     def union(self, other: Extent) -> Extent:
         """Return the smallest extent holding both."""
@@ -95,6 +69,15 @@ class Extent:
         return strips
 
 
+class Way(IntEnum):
+    """How one group is counted for one question."""
+
+    NONE = 0
+    ALL = 1
+    SCAN = 2
+    COMPLEMENT = 3
+
+
 @dataclass(frozen=True)
 class Group:
     """One row of the weekly summary."""
@@ -103,8 +86,6 @@ class Group:
     datasource: str
     week: date
     trips: int
-    first_trip: datetime
-    last_trip: datetime
     origin: Extent
     destination: Extent
 
@@ -114,65 +95,173 @@ class Group:
         return (self.region, self.datasource, self.week)
 
 
-class Way(Enum):
-    """How one group is counted for one question."""
+# Column positions of the extents in Summary.origin / Summary.destination.
+_MIN_LON, _MIN_LAT, _MAX_LON, _MAX_LAT = range(4)
 
-    ALL = "all"
-    NONE = "none"
-    SCAN = "scan"
-    COMPLEMENT = "complement"
+
+class Summary:
+    """The weekly summary as columns, so that one question classifies every group at once.
+
+    Built from the rows of week_summary.sql: region, datasource, week, trips, first_trip,
+    last_trip, then the origin extent and the destination extent (min lon, min lat, max lon,
+    max lat each)."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.size = len(rows)
+        self.regions = np.array([row[0] for row in rows], dtype=object)
+        self.datasources = np.array([row[1] for row in rows], dtype=object)
+        self.weeks = np.array([row[2] for row in rows], dtype="datetime64[D]")
+        self.trips = np.array([row[3] for row in rows], dtype=np.int64)
+        self.first_trip = np.array([row[4] for row in rows], dtype="datetime64[us]")
+        self.last_trip = np.array([row[5] for row in rows], dtype="datetime64[us]")
+        self.origin = np.array([row[6:10] for row in rows], dtype=np.float64).reshape(-1, 4)
+        self.destination = np.array([row[10:14] for row in rows], dtype=np.float64).reshape(-1, 4)
+
+    def selected(self, query: AreaQuery) -> npt.NDArray[np.bool_]:
+        """Return which groups the query's region/datasource filters keep."""
+        keep = np.ones(self.size, dtype=bool)
+        if query.region is not None:
+            keep &= self.regions == query.region
+        if query.datasource is not None:
+            keep &= self.datasources == query.datasource
+        return keep
+
+    def bounds(self, keep: npt.NDArray[np.bool_]) -> tuple[datetime | None, datetime | None]:
+        """Return the earliest and the latest trip of the kept groups."""
+        if not keep.any():
+            return None, None
+        return _moment(self.first_trip[keep].min()), _moment(self.last_trip[keep].max())
+
+    def group(self, index: int) -> Group:
+        """Return one group as an object."""
+        return Group(
+            str(self.regions[index]),
+            str(self.datasources[index]),
+            _day(self.weeks[index]),
+            int(self.trips[index]),
+            Extent(*(float(value) for value in self.origin[index])),
+            Extent(*(float(value) for value in self.destination[index])),
+        )
+
+    def ways(
+        self,
+        query: AreaQuery,
+        keep: npt.NDArray[np.bool_],
+        window: tuple[datetime, datetime],
+        complement_is_cheaper: bool | None = None,
+    ) -> npt.NDArray[np.int8]:
+        """Decide, for every group, how it is counted (a Way per group; NONE if not kept).
+
+        `complement_is_cheaper` forces the choice between SCAN and COMPLEMENT (tests)."""
+        start = np.datetime64(window[0], "us")
+        end = np.datetime64(window[1], "us")
+        monday = self.weeks.astype("datetime64[us]")
+        whole_week = (start <= monday) & (monday + np.timedelta64(7, "D") <= end)
+        # A group cut by the range has trips in it only if its times reach into the range.
+        reaches = whole_week | ((self.last_trip >= start) & (self.first_trip < end))
+        keep = keep & reaches
+        ways = np.full(self.size, Way.NONE, dtype=np.int8)
+        box = query.bbox
+        if box is None:
+            ways[keep & whole_week] = Way.ALL
+            ways[keep & ~whole_week] = Way.SCAN
+            return ways
+        o_in, o_out = _inside(self.origin, box), _disjoint(self.origin, box)
+        d_in, d_out = _inside(self.destination, box), _disjoint(self.destination, box)
+        if query.match is Match.BOTH:
+            everything, nothing = o_in & d_in, o_out | d_out
+        elif query.match is Match.ORIGIN:
+            everything, nothing = o_in, o_out
+        elif query.match is Match.DESTINATION:
+            everything, nothing = d_in, d_out
+        else:
+            everything, nothing = o_in | d_in, o_out & d_out
+        candidates = keep & ~nothing
+        ways[candidates & everything & whole_week] = Way.ALL
+        # The summary has no count for part of a week, so there is nothing to subtract from.
+        ways[candidates & ~whole_week] = Way.SCAN
+        partly = candidates & whole_week & ~everything
+        if complement_is_cheaper is None:
+            cheaper = _complement_cheaper(self.origin, self.destination, query.match, box)
+        else:
+            cheaper = np.full(self.size, complement_is_cheaper)
+        ways[partly & cheaper] = Way.COMPLEMENT
+        ways[partly & ~cheaper] = Way.SCAN
+        return ways
+
+
+def _moment(value: np.datetime64) -> datetime:
+    return datetime.fromisoformat(str(value.astype("datetime64[us]")))
+
+
+def _day(value: np.datetime64) -> date:
+    return date.fromisoformat(str(value.astype("datetime64[D]")))
+
+
+def _inside(extents: npt.NDArray[np.float64], box: BBox) -> npt.NDArray[np.bool_]:
+    return (
+        (box.min_lon <= extents[:, _MIN_LON])
+        & (extents[:, _MAX_LON] <= box.max_lon)
+        & (box.min_lat <= extents[:, _MIN_LAT])
+        & (extents[:, _MAX_LAT] <= box.max_lat)
+    )
+
+
+def _disjoint(extents: npt.NDArray[np.float64], box: BBox) -> npt.NDArray[np.bool_]:
+    return (
+        (extents[:, _MAX_LON] < box.min_lon)
+        | (box.max_lon < extents[:, _MIN_LON])
+        | (extents[:, _MAX_LAT] < box.min_lat)
+        | (box.max_lat < extents[:, _MIN_LAT])
+    )
+
+
+def _covered_share(extents: npt.NDArray[np.float64], box: BBox) -> npt.NDArray[np.float64]:
+    # Share of each extent's area inside the box; 0.5 for an extent without area.
+    width = extents[:, _MAX_LON] - extents[:, _MIN_LON]
+    height = extents[:, _MAX_LAT] - extents[:, _MIN_LAT]
+    overlap_width = np.clip(
+        np.minimum(extents[:, _MAX_LON], box.max_lon)
+        - np.maximum(extents[:, _MIN_LON], box.min_lon),
+        0.0,
+        None,
+    )
+    overlap_height = np.clip(
+        np.minimum(extents[:, _MAX_LAT], box.max_lat)
+        - np.maximum(extents[:, _MIN_LAT], box.min_lat),
+        0.0,
+        None,
+    )
+    area = width * height
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(area > 0, overlap_width * overlap_height / area, 0.5)
+    return np.asarray(share, dtype=np.float64)
+
+
+def _complement_cheaper(
+    origin: npt.NDArray[np.float64],
+    destination: npt.NDArray[np.float64],
+    match: Match,
+    box: BBox,
+) -> npt.NDArray[np.bool_]:
+    # Shares of trips the two ways would visit, assuming points spread evenly over their
+    # extent: a guess that only decides speed, never the answer.
+    o_share = _covered_share(origin, box)
+    d_share = _covered_share(destination, box)
+    if match is Match.ORIGIN:
+        scan, complement = o_share, 1 - o_share
+    elif match is Match.DESTINATION:
+        scan, complement = d_share, 1 - d_share
+    elif match is Match.BOTH:
+        scan, complement = np.minimum(o_share, d_share), (1 - o_share) + (1 - d_share)
+    else:
+        scan, complement = o_share + d_share, np.minimum(1 - o_share, 1 - d_share)
+    return np.asarray(complement < scan)
 
 
 def monday_midnight(day: date) -> datetime:
     """Return 00:00 of a day."""
     return datetime.combine(day, time())
-
-
-def choose(group: Group, query: AreaQuery, window: tuple[datetime, datetime]) -> Way:
-    """Decide how a group is counted for a question over the half-open time window."""
-    start = monday_midnight(group.week)
-    whole_week = window[0] <= start and start + _WEEK <= window[1]
-    # Trips of the group inside the window: all of them, or only those the times allow.
-    if not whole_week and (group.last_trip < window[0] or group.first_trip >= window[1]):
-        return Way.NONE
-    box = query.bbox
-    if box is None:
-        return Way.ALL if whole_week else Way.SCAN
-    origin, destination = group.origin, group.destination
-    if query.match is Match.BOTH:
-        everything = origin.inside(box) and destination.inside(box)
-        nothing = origin.disjoint(box) or destination.disjoint(box)
-    elif query.match is Match.ORIGIN:
-        everything, nothing = origin.inside(box), origin.disjoint(box)
-    elif query.match is Match.DESTINATION:
-        everything, nothing = destination.inside(box), destination.disjoint(box)
-    else:
-        everything = origin.inside(box) or destination.inside(box)
-        nothing = origin.disjoint(box) and destination.disjoint(box)
-    if nothing:
-        return Way.NONE
-    if everything and whole_week:
-        return Way.ALL
-    if not whole_week:
-        # The summary has no count for part of a week, so nothing to subtract from.
-        return Way.SCAN
-    return Way.COMPLEMENT if _complement_is_cheaper(group, query.match, box) else Way.SCAN
-
-
-def _complement_is_cheaper(group: Group, match: Match, box: BBox) -> bool:
-    # Shares of trips the two ways would visit, assuming points spread evenly over their
-    # extent: a guess that only decides speed.
-    origin = group.origin.covered_share(box)
-    destination = group.destination.covered_share(box)
-    if match is Match.ORIGIN:
-        scan, complement = origin, 1 - origin
-    elif match is Match.DESTINATION:
-        scan, complement = destination, 1 - destination
-    elif match is Match.BOTH:
-        scan, complement = min(origin, destination), (1 - origin) + (1 - destination)
-    else:
-        scan, complement = origin + destination, min(1 - origin, 1 - destination)
-    return complement < scan
 
 
 def week_ranges(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from tripflow.warehouse.plan import Extent, Group, Way, choose, monday_midnight, week_ranges
+from tripflow.warehouse.plan import Extent, Group, Summary, Way, monday_midnight, week_ranges
 from tripflow.warehouse.statements import load_sql
 from tripflow.weeks import AreaQuery, BBox, Match, WeeklyAverage, query_span
 
@@ -28,6 +30,10 @@ _MATCH_COLUMNS: dict[Match, tuple[tuple[str, ...], str]] = {
 _REGION = sql.SQL("region = %(region)s")
 _DATASOURCE = sql.SQL("datasource = %(datasource)s")
 _TRUE = sql.SQL("TRUE")
+
+# Tests set this to force every partly covered group to be scanned (False) or counted by
+# its complement (True); None lets the planner choose.
+FORCED_COMPLEMENT: bool | None = None
 
 
 @cache
@@ -115,22 +121,28 @@ def _union(extents: list[Extent]) -> Extent:
     return merged
 
 
-def read_groups(conn: psycopg.Connection[Any], query: AreaQuery) -> list[Group]:
-    """Return the weekly summary rows under the query's region/datasource filters."""
-    statement = _fragment("week_summary", conditions=_where(_filter_conditions(query)))
-    return [
-        Group(
-            row[0],
-            row[1],
-            row[2],
-            int(row[3]),
-            row[4],
-            row[5],
-            Extent(*row[6:10]),
-            Extent(*row[10:14]),
-        )
-        for row in conn.execute(statement, _parameters(query))
-    ]
+# The summary as read last, per server and content; a publish changes the content key.
+_summaries: dict[tuple[Any, ...], Summary] = {}
+_summaries_lock = threading.Lock()
+_SUMMARIES_KEPT = 8
+
+
+def read_summary(conn: psycopg.Connection[Any]) -> Summary:
+    """Return the weekly summary, re-read only when its content changed since last time.
+
+    Call it inside the snapshot the rest of an answer reads, so both agree."""
+    version = conn.execute(sql.SQL(_statement("summary_version"))).fetchone()
+    key = (conn.info.host, conn.info.port, conn.info.dbname, *(version or ()))
+    with _summaries_lock:
+        cached = _summaries.get(key)
+    if cached is not None:
+        return cached
+    summary = Summary(conn.execute(_fragment("week_summary", conditions=_TRUE)).fetchall())
+    with _summaries_lock:
+        if len(_summaries) >= _SUMMARIES_KEPT:
+            _summaries.clear()
+        _summaries[key] = summary
+    return summary
 
 
 def _count_groups(
@@ -225,9 +237,9 @@ def weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAve
 
 
 def _weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAverage:
-    groups = read_groups(conn, query)
-    earliest = min((group.first_trip for group in groups), default=None)
-    latest = max((group.last_trip for group in groups), default=None)
+    summary = read_summary(conn)
+    keep = summary.selected(query)
+    earliest, latest = summary.bounds(keep)
     span = query_span(query.start, query.end, earliest, latest)
     if not span:
         return WeeklyAverage(query=query, span=span, counts={})
@@ -236,21 +248,26 @@ def _weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAv
         query.start if query.start else monday_midnight(span[0]),
         query.end if query.end else monday_midnight(span[-1] + timedelta(7)),
     )
-    weeks = set(span)
-    by_way: dict[Way, list[Group]] = {way: [] for way in Way}
-    for group in groups:
-        if group.week in weeks:
-            by_way[choose(group, query, window)].append(group)
-    found = {group.key: group.trips for group in by_way[Way.ALL]}
-    if by_way[Way.SCAN]:
-        found.update(_scanned_counts(conn, query, by_way[Way.SCAN], window))
-    for region in sorted({group.region for group in by_way[Way.COMPLEMENT]}):
-        members = [group for group in by_way[Way.COMPLEMENT] if group.region == region]
-        found.update(_complement_counts(conn, query, members, window))
+    keep &= (summary.weeks >= np.datetime64(span[0])) & (summary.weeks <= np.datetime64(span[-1]))
+    ways = summary.ways(query, keep, window, complement_is_cheaper=FORCED_COMPLEMENT)
     counts: dict[date, int] = {}
-    for (_, _, week), trips in found.items():
+
+    def add(week: date, trips: int) -> None:
         if trips:
             counts[week] = counts.get(week, 0) + trips
+
+    whole = ways == Way.ALL
+    for week, trips in zip(summary.weeks[whole], summary.trips[whole], strict=True):
+        add(date.fromisoformat(str(week)), int(trips))
+    scanned = [summary.group(int(index)) for index in np.flatnonzero(ways == Way.SCAN)]
+    if scanned:
+        for (_, _, week), trips in _scanned_counts(conn, query, scanned, window).items():
+            add(week, trips)
+    complement = [summary.group(int(index)) for index in np.flatnonzero(ways == Way.COMPLEMENT)]
+    for region in sorted({group.region for group in complement}):
+        members = [group for group in complement if group.region == region]
+        for (_, _, week), trips in _complement_counts(conn, query, members, window).items():
+            add(week, trips)
     return WeeklyAverage(query=query, span=span, counts=counts)
 
 
