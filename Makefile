@@ -13,7 +13,7 @@ export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
 endif
 
 .PHONY: help setup lint format test run up status add-file ingest serve down psql clean \
-	bench-setup bench-ingest bench-query bench-api
+	bench-setup bench-ingest bench-query bench-api bench-scale
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,3 +83,6 @@ bench-query: bench-setup ## Query benchmark: weekly average p50/p95 vs brute for
 
 bench-api: bench-setup ## API load benchmark with wrk against `tripflow serve` (ROWS=...)
 	$(BIN)/python benchmarks/api_load.py --rows $(ROWS)
+
+bench-scale: bench-setup ## Scale run: generate ROWS trips, ingest them batch by batch, record sizes
+	$(BIN)/python benchmarks/scale.py --rows $(ROWS) --files $$(( $(ROWS) > 10000000 ? $(ROWS) / 10000000 : 1 ))

@@ -24,7 +24,7 @@ import pytest
 from tests import reference
 from tripflow import generate
 from tripflow.records import Trip
-from tripflow.warehouse import plan, queries
+from tripflow.warehouse import plan, publish, queries
 from tripflow.warehouse.database import connect
 from tripflow.warehouse.publish import publish_batch
 from tripflow.weeks import AreaQuery, BBox, Match
@@ -242,3 +242,28 @@ def test_regions_and_datasources_come_from_the_summary(
     with closing(connect(url)) as conn:
         regions = {row["name"]: row["trips"] for row in queries.list_regions(conn)}
     assert regions == dict(Counter(trip.region for trip in trips))
+
+
+def index_definitions(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute(
+        "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+        " WHERE indrelid = 'tripdata'::regclass ORDER BY 1"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_large_batches_rebuild_the_indexes_small_ones_keep_them(database_url: str) -> None:
+    with closing(connect(database_url)) as conn:
+        migrated = index_definitions(conn)
+        conn.commit()
+        assert len(migrated) == 4  # primary key, two GiST, (region, datetime)
+        first = sample(1000, seed=11)
+        assert publish.worth_rebuilding(conn, len(first))
+        stage_and_publish(conn, first)
+        assert index_definitions(conn) == migrated
+        second = sample(100, seed=12) + first[:10]
+        assert not publish.worth_rebuilding(conn, len(second))
+        stage_and_publish(conn, second)
+        assert index_definitions(conn) == migrated
+        total = queries.weekly_average(conn, AreaQuery()).trips
+    assert total == 1100

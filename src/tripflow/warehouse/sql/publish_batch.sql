@@ -1,6 +1,11 @@
--- Move one staged batch into tripdata; trips already stored are skipped. The rows really
--- inserted also go into trip_week_summary, in this same statement and transaction.
+-- Move one staged batch into tripdata; trips already stored are skipped. The trips really
+-- inserted are counted into trip_week_summary in this same statement and transaction.
 -- Returns, per file, how many of its staged rows were new.
+--
+-- Only the counts need the inserted rows. Extents and first/last times come from all the
+-- batch's staged rows: a staged trip that was already stored lies in the same group and
+-- inside that group's stored extent and times, so including it changes nothing. Reading
+-- doubles from staging is much cheaper than carrying geometries out of RETURNING.
 WITH inserted AS (
     INSERT INTO tripdata (
         trip_key, region, origin_coord, destination_coord, datetime, datasource,
@@ -18,27 +23,51 @@ WITH inserted AS (
     FROM staging_tripdata
     WHERE batch_id = %(batch_id)s
     ON CONFLICT (trip_key) DO NOTHING
-    RETURNING file_id, region, datasource, datetime, origin_coord, destination_coord
+    RETURNING file_id, region, datasource, datetime
+),
+counted AS (
+    SELECT region, datasource, date_trunc('week', datetime)::date AS week, count(*) AS trips
+    FROM inserted
+    GROUP BY 1, 2, 3
+),
+staged AS (
+    SELECT
+        region,
+        datasource,
+        date_trunc('week', datetime)::date AS week,
+        min(datetime) AS first_trip,
+        max(datetime) AS last_trip,
+        min(origin_lon) AS origin_min_lon,
+        min(origin_lat) AS origin_min_lat,
+        max(origin_lon) AS origin_max_lon,
+        max(origin_lat) AS origin_max_lat,
+        min(destination_lon) AS destination_min_lon,
+        min(destination_lat) AS destination_min_lat,
+        max(destination_lon) AS destination_max_lon,
+        max(destination_lat) AS destination_max_lat
+    FROM staging_tripdata
+    WHERE batch_id = %(batch_id)s
+    GROUP BY 1, 2, 3
 ),
 summarised AS (
     INSERT INTO trip_week_summary AS summary
     SELECT
-        region,
-        datasource,
-        date_trunc('week', datetime)::date,
-        count(*),
-        min(datetime),
-        max(datetime),
-        min(ST_X(origin_coord)),
-        min(ST_Y(origin_coord)),
-        max(ST_X(origin_coord)),
-        max(ST_Y(origin_coord)),
-        min(ST_X(destination_coord)),
-        min(ST_Y(destination_coord)),
-        max(ST_X(destination_coord)),
-        max(ST_Y(destination_coord))
-    FROM inserted
-    GROUP BY 1, 2, 3
+        counted.region,
+        counted.datasource,
+        counted.week,
+        counted.trips,
+        staged.first_trip,
+        staged.last_trip,
+        staged.origin_min_lon,
+        staged.origin_min_lat,
+        staged.origin_max_lon,
+        staged.origin_max_lat,
+        staged.destination_min_lon,
+        staged.destination_min_lat,
+        staged.destination_max_lon,
+        staged.destination_max_lat
+    FROM counted
+    JOIN staged USING (region, datasource, week)
     ON CONFLICT (region, datasource, week) DO UPDATE SET
         trips = summary.trips + excluded.trips,
         first_trip = least(summary.first_trip, excluded.first_trip),

@@ -1,0 +1,186 @@
+"""The scale run: generate N trips and ingest them through tripflow's pipeline, batch by batch.
+
+Generates `--files` CSV files straight into the lake's landing directory (the generator
+writes each under a hidden name and renames it when complete), then ingests them one batch
+per file with the library calls the CLI and the DAG use (spark-submit, COPY, publish,
+archive). After each batch it records every stage's seconds and rows/s, the table and
+index sizes, the disk left and the peak memory seen, as one JSON line in
+`.bench/scale-<rows>.jsonl`, and prints a table. Afterwards run the query benchmark on the
+same database: the last line printed is the command.
+
+Usage: .venv/bin/python benchmarks/scale.py --rows 100000000 --files 10
+       (`make bench-scale ROWS=100000000`)
+
+`--drop-processed` deletes each batch's CSV once it is archived, where disk is short: the
+product keeps processed files, which the operator may delete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import shutil
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import psutil
+from common import BENCH_HOME, bench_settings, fresh_database, start_cluster
+
+from tripflow import pipeline
+from tripflow.generate import generate_trips
+from tripflow.lake import LANDING, PROCESSED, open_lake
+from tripflow.warehouse.database import connect
+
+
+class MemoryWatch:
+    """Sample the machine's used memory every second; keep the peak."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            memory = psutil.virtual_memory()
+            self.peak_bytes = max(self.peak_bytes, memory.total - memory.available)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def sizes(conn: Any) -> dict[str, int]:
+    """Bytes of tripdata (heap), each of its indexes and the summary."""
+    rows = conn.execute(
+        "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
+        " AND (c.relname LIKE 'tripdata%' OR c.relname LIKE 'trip_week_summary%')"
+    ).fetchall()
+    return {name: int(size) for name, size in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000_000)
+    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--drop-processed", action="store_true")
+    arguments = parser.parse_args()
+
+    name = f"scale_{arguments.rows}"
+    cluster = start_cluster()
+    url = fresh_database(cluster, name)
+    lake_dir = BENCH_HOME / "lakes" / name
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=url)
+    lake = open_lake(settings)
+    landing = Path(lake.full_path(LANDING))
+    results = BENCH_HOME / f"scale-{arguments.rows}.jsonl"
+    results.unlink(missing_ok=True)
+    print(f"scale run: {arguments.rows:,} trips in {arguments.files} files -> {name}")
+    print(f"  machine: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB")
+
+    # Generate everything first, so the ingest figures are not shared with the generator.
+    started = time.perf_counter()
+    summary = generate_trips(arguments.rows, landing, files=arguments.files, seed=arguments.seed)
+    generated = time.perf_counter() - started
+    print(
+        f"  generated {summary.bytes / 2**30:.1f} GiB in {generated:.0f} s "
+        f"({arguments.rows / generated:,.0f} rows/s)",
+        flush=True,
+    )
+    # Hold every file back but one at a time: one batch per file, as files would arrive.
+    waiting = BENCH_HOME / "scale-waiting"
+    shutil.rmtree(waiting, ignore_errors=True)
+    waiting.mkdir()
+    for item in summary.files:
+        item.path.rename(waiting / item.path.name)
+
+    header = (
+        f"{'batch':>5} {'rows':>12} {'stored':>13} {'spark s':>8} {'copy s':>7} "
+        f"{'publish s':>9} {'total s':>8} {'rows/s':>8} {'table GB':>8} {'indexes GB':>10} "
+        f"{'disk free GB':>12}"
+    )
+    print(header)
+    with MemoryWatch() as memory, closing(connect(url)) as conn:
+        for item in summary.files:
+            (waiting / item.path.name).rename(item.path)
+            stages: dict[str, float] = {}
+            marks: list[tuple[str, float]] = [("claim", time.perf_counter())]
+
+            def on_step(_: int, step: str, marks: list[tuple[str, float]] = marks) -> None:
+                marks.append((step, time.perf_counter()))
+
+            batch_ids = pipeline.ingest(
+                conn, lake, pipeline.SubmitRunner(settings), on_step, max_attempts=1
+            )
+            marks.append(("end", time.perf_counter()))
+            for (step, begun), (_, ended) in itertools.pairwise(marks):
+                stages[step] = stages.get(step, 0.0) + ended - begun
+            status = conn.execute(
+                "SELECT status, rows_loaded FROM ingestion_batch WHERE batch_id = %s",
+                (batch_ids[-1],),
+            ).fetchone()
+            conn.commit()
+            if status is None or status[0] != "done":
+                raise SystemExit(f"batch {batch_ids} ended as {status}")
+            stored = conn.execute("SELECT coalesce(sum(trips), 0) FROM trip_week_summary")
+            stored_rows = int(stored.fetchone()[0])
+            conn.commit()
+            relation_sizes = sizes(conn)
+            conn.commit()
+            if arguments.drop_processed:
+                for path in Path(lake.full_path(PROCESSED)).rglob(item.path.name):
+                    path.unlink()
+            total = marks[-1][1] - marks[0][1]
+            record = {
+                "batch": batch_ids[-1],
+                "rows": item.rows,
+                "stored": stored_rows,
+                "seconds": stages,
+                "total_seconds": total,
+                "sizes": relation_sizes,
+                "disk_free": shutil.disk_usage(BENCH_HOME).free,
+                "peak_used_memory": memory.peak_bytes,
+                "peak_child_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+            }
+            with results.open("a") as output:
+                output.write(json.dumps(record) + "\n")
+            table = relation_sizes.get("tripdata", 0)
+            indexes = sum(
+                size for key, size in relation_sizes.items() if key.endswith(("idx", "pkey"))
+            )
+            print(
+                f"{record['batch']:>5} {item.rows:>12,} {stored_rows:>13,} "
+                f"{stages.get('spark', 0):>8.0f} {stages.get('staging', 0):>7.0f} "
+                f"{stages.get('publish', 0):>9.0f} {total:>8.0f} {item.rows / total:>8,.0f} "
+                f"{table / 1e9:>8.1f} {indexes / 1e9:>10.1f} "
+                f"{record['disk_free'] / 1e9:>12.1f}",
+                flush=True,
+            )
+        print(
+            f"  peak memory used on the machine: {memory.peak_bytes / 2**30:.1f} GiB; "
+            f"largest child (spark-submit JVM) RSS: "
+            f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.1f} GiB"
+        )
+    with closing(connect(url, autocommit=True)) as conn:
+        started = time.perf_counter()
+        conn.execute("VACUUM ANALYZE tripdata")
+        print(f"  VACUUM ANALYZE tripdata: {time.perf_counter() - started:.0f} s")
+    print(f"results: {results}")
+    print(f"next: .venv/bin/python benchmarks/query.py --database-url '{url}'")
+
+
+if __name__ == "__main__":
+    main()
