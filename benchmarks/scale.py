@@ -1,9 +1,9 @@
 """The scale run: generate N trips and ingest them through tripflow's pipeline, batch by batch.
 
-Generates `--files` CSV files straight into the lake's landing directory (the generator
-writes each under a hidden name and renames it when complete), then ingests them one batch
-per file with the library calls the CLI and the DAG use (spark-submit, COPY, publish,
-archive). After each batch it records every stage's seconds and rows/s, the table and
+Generates `--files` CSV files, each just before its batch, and moves each into the lake's
+landing directory when complete, then ingests them one batch per file with the library
+calls the CLI and the DAG use (spark-submit, COPY, publish, archive). After each batch it
+records every stage's seconds and rows/s, the table and
 index sizes, the disk left and the peak memory seen, as one JSON line in
 `.bench/scale-<rows>.jsonl`, and prints a table. Afterwards run the query benchmark on the
 same database: the last line printed is the command.
@@ -11,8 +11,9 @@ same database: the last line printed is the command.
 Usage: .venv/bin/python benchmarks/scale.py --rows 100000000 --files 10
        (`make bench-scale ROWS=100000000`)
 
-`--drop-processed` deletes each batch's CSV once it is archived, where disk is short: the
-product keeps processed files, which the operator may delete.
+`--drop-processed` deletes each batch's CSV and trusted Parquet once the batch is done,
+where disk is short: the product keeps both (processed files for the record, Parquet to
+re-stage after a crash), and an operator may delete them once a batch is done.
 """
 
 from __future__ import annotations
@@ -91,22 +92,14 @@ def main() -> None:
     print(f"scale run: {arguments.rows:,} trips in {arguments.files} files -> {name}")
     print(f"  machine: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB")
 
-    # Generate everything first, so the ingest figures are not shared with the generator.
-    started = time.perf_counter()
-    summary = generate_trips(arguments.rows, landing, files=arguments.files, seed=arguments.seed)
-    generated = time.perf_counter() - started
-    print(
-        f"  generated {summary.bytes / 2**30:.1f} GiB in {generated:.0f} s "
-        f"({arguments.rows / generated:,.0f} rows/s)",
-        flush=True,
-    )
-    # Hold every file back but one at a time: one batch per file, as files would arrive.
-    waiting = BENCH_HOME / "scale-waiting"
+    # One file per batch, generated just before its batch (never while one runs), so
+    # disk holds one raw file at a time with --drop-processed.
+    sizes_of_files = [arguments.rows // arguments.files] * arguments.files
+    sizes_of_files[-1] += arguments.rows - sum(sizes_of_files)
+    generated_seconds = 0.0
+    generated_bytes = 0
+    waiting = BENCH_HOME / "scale-generating"
     shutil.rmtree(waiting, ignore_errors=True)
-    waiting.mkdir()
-    for item in summary.files:
-        item.path.rename(waiting / item.path.name)
-
     header = (
         f"{'batch':>5} {'rows':>12} {'stored':>13} {'spark s':>8} {'copy s':>7} "
         f"{'publish s':>9} {'total s':>8} {'rows/s':>8} {'table GB':>8} {'indexes GB':>10} "
@@ -114,8 +107,14 @@ def main() -> None:
     )
     print(header)
     with MemoryWatch() as memory, closing(connect(url)) as conn:
-        for item in summary.files:
-            (waiting / item.path.name).rename(item.path)
+        for number, file_rows in enumerate(sizes_of_files, start=1):
+            made = generate_trips(file_rows, waiting, seed=arguments.seed + number)
+            generated_seconds += made.seconds
+            generated_bytes += made.bytes
+            item = made.files[0]
+            target = landing / f"part-{number:03d}.csv"
+            landing.mkdir(parents=True, exist_ok=True)
+            item.path.rename(target)
             stages: dict[str, float] = {}
             marks: list[tuple[str, float]] = [("claim", time.perf_counter())]
 
@@ -141,12 +140,13 @@ def main() -> None:
             relation_sizes = sizes(conn)
             conn.commit()
             if arguments.drop_processed:
-                for path in Path(lake.full_path(PROCESSED)).rglob(item.path.name):
+                for path in Path(lake.full_path(PROCESSED)).rglob(target.name):
                     path.unlink()
+                shutil.rmtree(lake.full_path(pipeline.trusted_dir(batch_ids[-1])))
             total = marks[-1][1] - marks[0][1]
             record = {
                 "batch": batch_ids[-1],
-                "rows": item.rows,
+                "rows": file_rows,
                 "stored": stored_rows,
                 "seconds": stages,
                 "total_seconds": total,
@@ -162,13 +162,17 @@ def main() -> None:
                 size for key, size in relation_sizes.items() if key.endswith(("idx", "pkey"))
             )
             print(
-                f"{record['batch']:>5} {item.rows:>12,} {stored_rows:>13,} "
+                f"{record['batch']:>5} {file_rows:>12,} {stored_rows:>13,} "
                 f"{stages.get('spark', 0):>8.0f} {stages.get('staging', 0):>7.0f} "
-                f"{stages.get('publish', 0):>9.0f} {total:>8.0f} {item.rows / total:>8,.0f} "
+                f"{stages.get('publish', 0):>9.0f} {total:>8.0f} {file_rows / total:>8,.0f} "
                 f"{table / 1e9:>8.1f} {indexes / 1e9:>10.1f} "
                 f"{record['disk_free'] / 1e9:>12.1f}",
                 flush=True,
             )
+        print(
+            f"  generated {generated_bytes / 2**30:.1f} GiB of CSV in {generated_seconds:.0f} s "
+            f"({arguments.rows / generated_seconds:,.0f} rows/s)"
+        )
         print(
             f"  peak memory used on the machine: {memory.peak_bytes / 2**30:.1f} GiB; "
             f"largest child (spark-submit JVM) RSS: "
