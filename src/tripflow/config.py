@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
     api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
+    api_answer_cache: int = Field(
+        default=1024,
+        description="Weekly-average answers each API worker keeps, by question and data "
+        "version (a publish that adds trips makes them stale at once); 0 turns it off.",
+    )
     airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
     airflow_username: str = Field(default="admin", description="Airflow UI login.")
     airflow_password: str = Field(default="admin", description="Airflow UI password.")

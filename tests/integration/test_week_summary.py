@@ -23,6 +23,8 @@ import pytest
 
 from tests import reference
 from tripflow import generate
+from tripflow.api import create_app
+from tripflow.api.database import EXTENSION_KEY
 from tripflow.records import Trip
 from tripflow.warehouse import plan, publish, queries
 from tripflow.warehouse.database import connect
@@ -267,3 +269,23 @@ def test_large_batches_rebuild_the_indexes_small_ones_keep_them(database_url: st
         assert index_definitions(conn) == migrated
         total = queries.weekly_average(conn, AreaQuery()).trips
     assert total == 1100
+
+
+def test_the_api_answer_cache_never_serves_an_answer_older_than_the_data(
+    database_url: str,
+) -> None:
+    app = create_app(database_url=database_url)
+    client = app.test_client()
+    try:
+        with closing(connect(database_url)) as conn:
+            stage_and_publish(conn, sample(40, seed=21))
+            first = client.get("/weekly-average?region=Prague").get_json()
+            again = client.get("/weekly-average?region=Prague").get_json()
+            stage_and_publish(conn, sample(400, seed=22))
+            expected_now = queries.weekly_average(conn, AreaQuery(region="Prague")).trips
+            conn.commit()
+        after = client.get("/weekly-average?region=Prague").get_json()
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+    assert first == again
+    assert after["trips"] == expected_now > first["trips"]

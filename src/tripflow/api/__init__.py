@@ -22,10 +22,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app = Flask(__name__, static_folder=None)
     # Answers keep the field order of the code (trips before weeks before series).
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    settings = settings or Settings()
     if database_url is None:
-        database_url = (settings or Settings()).database_dsn
+        database_url = settings.database_dsn
     database = Database(database_url, timeout=DEFAULT_POOL_TIMEOUT)
     app.extensions[EXTENSION_KEY] = database
+    app.extensions[trips.ANSWER_CACHE_KEY] = trips.AnswerCache(settings.api_answer_cache)
     # Flask has no end-of-process hook; the pool lives as long as the worker process.
     atexit.register(database.close)
     register_error_handlers(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from flask import Blueprint, request
+from cachetools import LRUCache
+from flask import Blueprint, current_app, request
 
 from tripflow.api.database import get_database
 from tripflow.api.params import parse_area_query, reject_any
@@ -12,14 +14,52 @@ from tripflow.warehouse import queries
 
 blueprint = Blueprint("trips", __name__)
 
+ANSWER_CACHE_KEY = "tripflow.answers"
+
+
+class AnswerCache:
+    """Answers by (question, data version): a publish that adds trips changes the version,
+    so a kept answer is always the one the data gives now. Per worker process, LRU."""
+
+    def __init__(self, size: int) -> None:
+        self._answers: LRUCache[tuple[Any, ...], dict[str, Any]] | None = (
+            LRUCache(maxsize=size) if size > 0 else None
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        """Return the kept answer of a key, if any."""
+        if self._answers is None:
+            return None
+        with self._lock:
+            return self._answers.get(key)
+
+    def put(self, key: tuple[Any, ...], answer: dict[str, Any]) -> None:
+        """Keep an answer."""
+        if self._answers is not None:
+            with self._lock:
+                self._answers[key] = answer
+
+
+def get_answer_cache() -> AnswerCache:
+    """Return the application's answer cache."""
+    cache: AnswerCache = current_app.extensions[ANSWER_CACHE_KEY]
+    return cache
+
 
 @blueprint.get("/weekly-average")
 def weekly_average() -> dict[str, Any]:
     """Answer the weekly average number of trips in an area."""
     # Parsed before any database access: bad input never costs a connection.
     query = parse_area_query(request.args.to_dict(flat=False))
-    with get_database().connection() as conn:
-        return queries.weekly_average(conn, query).to_json()
+    cache = get_answer_cache()
+    with get_database().connection() as conn, queries.snapshot(conn):
+        key = (queries.data_version(conn), query)
+        answer = cache.get(key)
+        if answer is None:
+            answer = queries.weekly_average(conn, query).to_json()
+            cache.put(key, answer)
+        return answer
 
 
 @blueprint.get("/regions")

@@ -127,12 +127,19 @@ _summaries_lock = threading.Lock()
 _SUMMARIES_KEPT = 8
 
 
+def data_version(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    """Return a key that changes whenever a publish adds trips to this database.
+
+    Call it inside the snapshot the rest of an answer reads, so both agree."""
+    version = conn.execute(sql.SQL(_statement("summary_version"))).fetchone()
+    return (conn.info.host, conn.info.port, conn.info.dbname, *(version or ()))
+
+
 def read_summary(conn: psycopg.Connection[Any]) -> Summary:
     """Return the weekly summary, re-read only when its content changed since last time.
 
     Call it inside the snapshot the rest of an answer reads, so both agree."""
-    version = conn.execute(sql.SQL(_statement("summary_version"))).fetchone()
-    key = (conn.info.host, conn.info.port, conn.info.dbname, *(version or ()))
+    key = data_version(conn)
     with _summaries_lock:
         cached = _summaries.get(key)
     if cached is not None:
@@ -217,7 +224,7 @@ def _complement_counts(
 
 
 @contextmanager
-def _snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """One consistent view for every statement of an answer, even while batches publish."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         yield
@@ -232,7 +239,7 @@ def weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAve
 
     Each (region, datasource, week) group of the summary is counted the cheapest exact way
     (see tripflow.warehouse.plan); all statements read one snapshot."""
-    with _snapshot(conn):
+    with snapshot(conn):
         return _weekly_average(conn, query)
 
 
