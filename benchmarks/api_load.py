@@ -247,6 +247,9 @@ def run_wrk(
         f"-t{threads}",
         f"-c{connections}",
         f"-d{duration}",
+        # wrk's default of 2 s would count a slow answer as a socket error, not a latency.
+        "--timeout",
+        "30s",
         "--latency",
     ]
     if script is not None:

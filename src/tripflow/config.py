@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
     api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
+    api_threads: int = Field(
+        default=4,
+        description="Threads per API worker: a slow question then holds one thread, not the "
+        "whole worker, and the threads share the worker's answer cache.",
+    )
     api_answer_cache: int = Field(
         default=1024,
         description="Weekly-average answers each API worker keeps, by question and data "

@@ -72,6 +72,8 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             f"{settings.api_host}:{settings.api_port}",
             "--workers",
             str(settings.api_workers),
+            "--threads",
+            str(settings.api_threads),
             # gunicorn 27 otherwise opens ~/.gunicorn/gunicorn.ctl, one path shared by every
             # gunicorn of the user: a second stack (or the tests) would take it over.
             "--no-control-socket",
