@@ -77,18 +77,33 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--drop-processed", action="store_true")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep its database and lake, finish the batch it "
+        "was in, then go on with the next files",
+    )
     arguments = parser.parse_args()
 
     name = f"scale_{arguments.rows}"
     cluster = start_cluster()
-    url = fresh_database(cluster, name)
     lake_dir = BENCH_HOME / "lakes" / name
-    shutil.rmtree(lake_dir, ignore_errors=True)
+    if arguments.resume:
+        url = cluster.url(name)
+    else:
+        url = fresh_database(cluster, name)
+        shutil.rmtree(lake_dir, ignore_errors=True)
     settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=url)
     lake = open_lake(settings)
     landing = Path(lake.full_path(LANDING))
     results = BENCH_HOME / f"scale-{arguments.rows}.jsonl"
-    results.unlink(missing_ok=True)
+    if not arguments.resume:
+        results.unlink(missing_ok=True)
+    with closing(connect(url)) as conn:
+        done, unfinished = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'done'),"
+            " count(*) FILTER (WHERE status NOT IN ('done', 'failed')) FROM ingestion_batch"
+        ).fetchone() or (0, 0)
     print(f"scale run: {arguments.rows:,} trips in {arguments.files} files -> {name}")
     print(f"  machine: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB")
 
@@ -97,6 +112,7 @@ def main() -> None:
     sizes_of_files = [arguments.rows // arguments.files] * arguments.files
     sizes_of_files[-1] += arguments.rows - sum(sizes_of_files)
     generated_seconds = 0.0
+    generated_rows = 0
     generated_bytes = 0
     waiting = BENCH_HOME / "scale-generating"
     shutil.rmtree(waiting, ignore_errors=True)
@@ -108,13 +124,16 @@ def main() -> None:
     print(header)
     with MemoryWatch() as memory, closing(connect(url)) as conn:
         for number, file_rows in enumerate(sizes_of_files, start=1):
-            made = generate_trips(file_rows, waiting, seed=arguments.seed + number)
-            generated_seconds += made.seconds
-            generated_bytes += made.bytes
-            item = made.files[0]
+            if number <= done:
+                continue
             target = landing / f"part-{number:03d}.csv"
-            landing.mkdir(parents=True, exist_ok=True)
-            item.path.rename(target)
+            if not (unfinished and number == done + 1):
+                made = generate_trips(file_rows, waiting, seed=arguments.seed + number)
+                generated_seconds += made.seconds
+                generated_rows += file_rows
+                generated_bytes += made.bytes
+                landing.mkdir(parents=True, exist_ok=True)
+                made.files[0].path.rename(target)
             stages: dict[str, float] = {}
             marks: list[tuple[str, float]] = [("claim", time.perf_counter())]
 
@@ -171,7 +190,7 @@ def main() -> None:
             )
         print(
             f"  generated {generated_bytes / 2**30:.1f} GiB of CSV in {generated_seconds:.0f} s "
-            f"({arguments.rows / generated_seconds:,.0f} rows/s)"
+            f"({generated_rows / max(generated_seconds, 1e-9):,.0f} rows/s)"
         )
         print(
             f"  peak memory used on the machine: {memory.peak_bytes / 2**30:.1f} GiB; "

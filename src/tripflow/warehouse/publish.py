@@ -11,11 +11,13 @@ from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.statements import load_sql
 
 # A batch at least this share of the rows already stored is published with tripdata's
-# secondary indexes dropped and rebuilt afterwards. Measured on 2M rows (2 cores): keeping
-# two GiST indexes and a btree up to date costs about 14.5 us per inserted row, building
-# them from scratch about 3.8 us per row of the whole table, so rebuilding wins while
-# batch / stored > about 0.35. The primary key stays: ON CONFLICT needs it. While such a
-# publish runs, readers of tripdata wait for it (DROP INDEX locks the table).
+# indexes dropped and rebuilt afterwards. Measured on 2M rows (2 cores): keeping two GiST
+# indexes and a btree up to date costs about 14.5 us per inserted row, building them from
+# scratch about 3.8 us per row of the whole table, so rebuilding wins while batch / stored
+# > about 0.35. The primary key goes too: its keys are MD5s, so inserting 10M of them into
+# a key index of 20M touched a random page per row and took 14+ minutes on this machine;
+# without it, trips already stored are found by one hash anti-join and the key index is
+# built again sorted. While such a publish runs, readers of tripdata wait for it.
 REBUILD_SHARE = 0.3
 
 
@@ -44,9 +46,13 @@ def publish_batch(conn: psycopg.Connection[Any], batch_id: int) -> bool:
                 f"batch {batch_id}: {sum(staged.values())} rows in staging, {row[1]} expected"
             )
         rebuild = worth_rebuilding(conn, sum(staged.values()))
-        indexes = _drop_secondary_indexes(conn) if rebuild else []
-        loaded = dict(conn.execute(load_sql("publish_batch"), {"batch_id": batch_id}).fetchall())
-        for definition in indexes:
+        rebuilt = _drop_indexes(conn) if rebuild else []
+        statement = sql.SQL(load_sql("publish_batch")).format(
+            new_only=_NEW_ONLY if rebuild else sql.SQL(""),
+            on_conflict=sql.SQL("") if rebuild else _ON_CONFLICT,
+        )
+        loaded = dict(conn.execute(statement, {"batch_id": batch_id}).fetchall())
+        for definition in rebuilt:
             conn.execute(definition)
         files = conn.execute(
             "SELECT file_id FROM ingestion_file WHERE batch_id = %s AND status = 'claimed'",
@@ -75,12 +81,34 @@ def worth_rebuilding(conn: psycopg.Connection[Any], staged: int) -> bool:
     return staged > 0 and staged >= REBUILD_SHARE * stored
 
 
-def _drop_secondary_indexes(conn: psycopg.Connection[Any]) -> list[str]:
-    """Drop tripdata's indexes other than the primary key; return their definitions.
+def _drop_indexes(conn: psycopg.Connection[Any]) -> list[sql.Composed | sql.SQL]:
+    """Drop tripdata's indexes and primary key; return the statements that restore them.
 
     Inside the publish transaction: a crash rolls the drop back with the rows, and readers
     wait for the commit instead of seeing the table without its indexes."""
-    rows = conn.execute(load_sql("secondary_indexes")).fetchall()
-    for name, _ in rows:
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-    return [definition for _, definition in rows]
+    restore: list[sql.Composed | sql.SQL] = []
+    for name, is_key, definition in conn.execute(load_sql("table_indexes")).fetchall():
+        if is_key:
+            conn.execute(
+                sql.SQL("ALTER TABLE tripdata DROP CONSTRAINT {}").format(sql.Identifier(name))
+            )
+            # Restored first, so a duplicate would fail the publish before the long builds.
+            restore.insert(
+                0,
+                sql.SQL("ALTER TABLE tripdata ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(name), sql.SQL(definition)
+                ),
+            )
+        else:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+            restore.append(sql.SQL(definition))
+    return restore
+
+
+# Without a key index there is nothing for ON CONFLICT to use: trips already stored are
+# left out by an anti-join instead.
+_NEW_ONLY = sql.SQL(
+    "AND NOT EXISTS (SELECT 1 FROM tripdata AS stored"
+    " WHERE stored.trip_key = staging_tripdata.trip_key)"
+)
+_ON_CONFLICT = sql.SQL("ON CONFLICT (trip_key) DO NOTHING")
