@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 SUPERUSER = "tripflow"
 DATABASE = "tripflow"
 
+
 def _shared_buffers_mb() -> int:
     """A quarter of the machine's memory, between 512 MB and 8 GB.
 

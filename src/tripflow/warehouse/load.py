@@ -55,6 +55,9 @@ def load_staging(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, trust
                 pacsv.write_csv(table, buffer, options)
                 copy.write(buffer.getbuffer())
                 rows += chunk.num_rows
+        # Statistics of what is staged now: without them publish is planned for whatever
+        # size the table had at its last autovacuum (10M rows planned for 100k, with JIT).
+        conn.execute("ANALYZE staging_tripdata")
         conn.execute(
             "UPDATE ingestion_batch SET rows_staged = %s WHERE batch_id = %s", (rows, batch_id)
         )
