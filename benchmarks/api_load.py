@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from common import BENCH_HOME, ROOT, trips_database
+from common import BENCH_HOME, ROOT, chosen_database
 from queries_mix import MIX, Question, check_query_strings, request_path
 
 from tripflow.config import Settings
@@ -309,12 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_query_strings(MIX)
     problems: list[str] = []
     BENCH_HOME.mkdir(parents=True, exist_ok=True)
-    if args.database_url:
-        url = args.database_url
-        print("API load benchmark on the given database")
-    else:
-        print(f"API load benchmark: {args.rows:,} generated trips (seed {args.seed})")
-        url = trips_database(args.rows, args.seed)
+    url = chosen_database(args.database_url, args.rows, args.seed, "API load benchmark")
 
     script = write_lua(MIX, BENCH_HOME / "wrk" / "mix.lua", args.threads)
     print(

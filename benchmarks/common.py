@@ -140,6 +140,16 @@ def trips_database(rows: int, seed: int = 42, files: int | None = None) -> str:
     return url
 
 
+def chosen_database(database_url: str | None, rows: int, seed: int, title: str) -> str:
+    """Return the database a benchmark runs on: the given one, or the generated data set of
+    `rows` trips (built on first use); print which."""
+    if database_url:
+        print(f"{title} on the given database")
+        return database_url
+    print(f"{title}: {rows:,} generated trips (seed {seed})")
+    return trips_database(rows, seed)
+
+
 def scalar(conn: psycopg.Connection[Any], query: str) -> Any:
     """Return the first column of the first row of a query."""
     row = conn.execute(query).fetchone()

@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from common import scalar, trips_database
+from common import chosen_database, scalar
 from queries_mix import MIX, Question, check_query_strings
 
 from tripflow.warehouse.database import connect
@@ -269,12 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--repeat must be at least 1 and --reference-repeat at least 0")
 
     check_query_strings(MIX)
-    if args.database_url:
-        url = args.database_url
-        print("query benchmark on the given database")
-    else:
-        print(f"query benchmark: {args.rows:,} generated trips (seed {args.seed})")
-        url = trips_database(args.rows, args.seed)
+    url = chosen_database(args.database_url, args.rows, args.seed, "query benchmark")
 
     mismatches: dict[str, list[str]] = {}
     all_timings: dict[str, Timings] = {}

@@ -54,10 +54,11 @@ def weekly_average() -> dict[str, Any]:
     query = parse_area_query(request.args.to_dict(flat=False))
     cache = get_answer_cache()
     with get_database().connection() as conn, queries.snapshot(conn):
-        key = (queries.data_version(conn), query)
+        version = queries.data_version(conn)
+        key = (version, query)
         answer = cache.get(key)
         if answer is None:
-            answer = queries.weekly_average(conn, query).to_json()
+            answer = queries.weekly_average(conn, query, version).to_json()
             cache.put(key, answer)
         return answer
 

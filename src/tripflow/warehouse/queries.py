@@ -135,11 +135,12 @@ def data_version(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     return (conn.info.host, conn.info.port, conn.info.dbname, *(version or ()))
 
 
-def read_summary(conn: psycopg.Connection[Any]) -> Summary:
+def read_summary(conn: psycopg.Connection[Any], version: tuple[Any, ...] | None = None) -> Summary:
     """Return the weekly summary, re-read only when its content changed since last time.
 
-    Call it inside the snapshot the rest of an answer reads, so both agree."""
-    key = data_version(conn)
+    Call it inside the snapshot the rest of an answer reads, so both agree; pass the
+    data_version already read in that snapshot, if any."""
+    key = version if version is not None else data_version(conn)
     with _summaries_lock:
         cached = _summaries.get(key)
     if cached is not None:
@@ -179,9 +180,12 @@ def _scanned_counts(
         *_filter_conditions(query),
     ]
     # A box narrows through its GiST index; without one, region and time do.
-    narrow = [_match_test(query, use_index=True)] if query.bbox is not None else conditions
+    if query.bbox is None:
+        narrow, conditions = conditions, []
+    else:
+        narrow = [_match_test(query, use_index=True)]
     wanted = {group.key for group in groups}
-    counted = _count_groups(conn, narrow, conditions if query.bbox is not None else [], parameters)
+    counted = _count_groups(conn, narrow, conditions, parameters)
     return {key: trips for key, trips in counted.items() if key in wanted}
 
 
@@ -241,17 +245,22 @@ def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
 
 
-def weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAverage:
+def weekly_average(
+    conn: psycopg.Connection[Any], query: AreaQuery, version: tuple[Any, ...] | None = None
+) -> WeeklyAverage:
     """Answer the weekly average number of matching trips over the query's span of weeks.
 
     Each (region, datasource, week) group of the summary is counted the cheapest exact way
-    (see tripflow.warehouse.plan); all statements read one snapshot."""
+    (see tripflow.warehouse.plan); all statements read one snapshot. A caller that already
+    read data_version in the snapshot it holds passes it, so it is not read twice."""
     with snapshot(conn):
-        return _weekly_average(conn, query)
+        return _weekly_average(conn, query, version)
 
 
-def _weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> WeeklyAverage:
-    summary = read_summary(conn)
+def _weekly_average(
+    conn: psycopg.Connection[Any], query: AreaQuery, version: tuple[Any, ...] | None
+) -> WeeklyAverage:
+    summary = read_summary(conn, version)
     keep = summary.selected(query)
     earliest, latest = summary.bounds(keep)
     span = query_span(query.start, query.end, earliest, latest)
