@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import psycopg
@@ -10,15 +11,22 @@ from psycopg import sql
 from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.statements import load_sql
 
-# A batch at least this share of the rows already stored is published with tripdata's
-# indexes dropped and rebuilt afterwards. Measured on 2M rows (2 cores): keeping two GiST
-# indexes and a btree up to date costs about 14.5 us per inserted row, building them from
-# scratch about 3.8 us per row of the whole table, so rebuilding wins while batch / stored
-# > about 0.35. The primary key goes too: its keys are MD5s, so inserting 10M of them into
-# a key index of 20M touched a random page per row and took 14+ minutes on this machine;
-# without it, trips already stored are found by one hash anti-join and the key index is
-# built again sorted. While such a publish runs, readers of tripdata wait for it.
-REBUILD_SHARE = 0.3
+# A batch that is a large enough share of the rows already stored is published with
+# tripdata's indexes dropped and rebuilt afterwards. Keeping the indexes up to date costs
+# per inserted row, rebuilding them costs per stored row, and the first grows with the
+# table: once the indexes outgrow shared buffers each insert misses pages. Measured on this
+# project's reference machine (2 cores, 6 GB shared buffers; docs/benchmarks.md):
+#   2M stored:  keeping ~14.5 us per inserted row, rebuilding ~3.8 us per stored row
+#               -> rebuilding wins from a share of about 0.26 (0.3 is used);
+#   40M stored: 10M kept in 707 s (71 us per row), 10M into 30M rebuilt in 371 s
+#               (9.3 us per stored row) -> rebuilding wins from about 0.13.
+# Between the two sizes the share is interpolated in log(stored); it stays 0.3 below and
+# falls no lower than 0.1 above. The primary key goes too: its keys are MD5s, so inserting
+# them touches a random page of the key index per row; without it, trips already stored are
+# found by one hash anti-join and the key index is built again sorted. While such a
+# publish runs, readers of tripdata wait for it.
+_SHARE_POINTS = ((2_000_000, 0.3), (40_000_000, 0.13))
+_SHARE_FLOOR = 0.1
 
 
 class StagingLost(RuntimeError):
@@ -82,7 +90,16 @@ def worth_rebuilding(conn: psycopg.Connection[Any], staged: int) -> bool:
     # The summary counts the stored trips exactly, from a few thousand rows.
     row = conn.execute("SELECT coalesce(sum(trips), 0) FROM trip_week_summary").fetchone()
     stored = int(row[0]) if row else 0
-    return staged > 0 and staged >= REBUILD_SHARE * stored
+    return staged > 0 and staged >= rebuild_share(stored) * stored
+
+
+def rebuild_share(stored: int) -> float:
+    """Return the share of `stored` from which a batch is cheaper to publish by rebuilding."""
+    (small, small_share), (large, large_share) = _SHARE_POINTS
+    if stored <= small:
+        return small_share
+    position = math.log(stored / small) / math.log(large / small)
+    return max(_SHARE_FLOOR, small_share + (large_share - small_share) * position)
 
 
 def _drop_indexes(conn: psycopg.Connection[Any]) -> list[sql.Composed | sql.SQL]:
