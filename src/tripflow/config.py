@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         description="Weekly-average answers each API worker keeps, by question and data "
         "version (a publish that adds trips makes them stale at once); 0 turns it off.",
     )
+    api_lock_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds an API question waits for a lock on the trips before it answers "
+        "503: a large publish rebuilds the indexes and holds the table for minutes.",
+    )
     airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
     airflow_username: str = Field(default="admin", description="Airflow UI login.")
     airflow_password: str = Field(default="admin", description="Airflow UI password.")

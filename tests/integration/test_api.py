@@ -19,6 +19,7 @@ from tests.conftest import SAMPLE, TEMPLATE
 from tripflow import pipeline
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY, Database
+from tripflow.config import Settings
 from tripflow.lake import LANDING, Lake
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse.database import connect
@@ -372,6 +373,32 @@ def test_database_down_answers_503_problem() -> None:
             assert response.headers["Retry-After"]
     finally:
         database.close()
+
+
+def test_a_question_held_up_by_a_publish_answers_503_and_summary_questions_still_answer(
+    loaded_url: str,
+) -> None:
+    # A publish that rebuilds the indexes holds tripdata exclusively until it commits.
+    application = create_app(Settings(api_lock_timeout=0.3), database_url=loaded_url)
+    client = application.test_client()
+    needs_trips = f"/weekly-average?match=origin&bbox={POINT}"
+    try:
+        with psycopg.connect(loaded_url) as publishing:
+            publishing.execute("LOCK TABLE tripdata IN ACCESS EXCLUSIVE MODE")
+            held_up = client.get(needs_trips)
+            from_summary = client.get("/weekly-average?region=Prague")
+            publishing.rollback()
+        after = client.get(needs_trips)
+    finally:
+        close_pool(application)
+    assert held_up.status_code == 503
+    assert held_up.mimetype == "application/problem+json"
+    assert held_up.get_json()["type"] == "urn:tripflow:problem:trips-being-published"
+    assert held_up.headers["Retry-After"] == "60"
+    assert from_summary.status_code == 200
+    assert from_summary.get_json()["trips"] > 0
+    assert after.status_code == 200
+    assert after.get_json()["trips"] == 1
 
 
 def test_database_without_schema_answers_500_problem(database_url: str) -> None:

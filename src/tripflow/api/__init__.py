@@ -25,7 +25,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     settings = settings or Settings()
     if database_url is None:
         database_url = settings.database_dsn
-    database = Database(database_url, timeout=DEFAULT_POOL_TIMEOUT)
+    database = Database(
+        database_url, timeout=DEFAULT_POOL_TIMEOUT, lock_timeout=settings.api_lock_timeout
+    )
     app.extensions[EXTENSION_KEY] = database
     app.extensions[trips.ANSWER_CACHE_KEY] = trips.AnswerCache(settings.api_answer_cache)
     # Flask has no end-of-process hook; the pool lives as long as the worker process.

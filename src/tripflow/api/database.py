@@ -22,10 +22,17 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class Database:
     """A lazily opened psycopg pool for one application."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, max_size: int = 8, lock_timeout: float = 2.0
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.max_size = max_size
+        # A publish that rebuilds tripdata's indexes holds the table until it commits
+        # (minutes for a large batch): a question that must read trips then gives up after
+        # this long and answers 503, instead of holding a thread and its client that long.
+        # Questions answered from the weekly summary never wait for it.
+        self.lock_timeout = lock_timeout
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -41,6 +48,7 @@ class Database:
                     timeout=self.timeout,
                     open=False,
                     configure=_configure,
+                    kwargs={"options": f"-c lock_timeout={round(self.lock_timeout * 1000)}"},
                     # A server restart leaves dead connections in the pool; checking on
                     # checkout costs one round trip and turns them into fresh ones.
                     check=ConnectionPool.check_connection,

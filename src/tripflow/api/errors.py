@@ -16,6 +16,7 @@ from tripflow.weeks import SpanTooLongError
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 INVALID_PARAMETERS = "urn:tripflow:problem:invalid-parameters"
 DATABASE_UNAVAILABLE = "urn:tripflow:problem:database-unavailable"
+TRIPS_BEING_PUBLISHED = "urn:tripflow:problem:trips-being-published"
 INTERNAL_ERROR = "urn:tripflow:problem:internal-error"
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,18 @@ def _database_unavailable(error: Exception) -> Response:
     )
 
 
+def _trips_being_published(error: Exception) -> Response:
+    logger.info("a question gave up waiting for a publish: %s", error)
+    return problem(
+        503,
+        "Trips being published",
+        "A large batch of trips is being published and holds the trip table; this question "
+        "needs it. Try again in a minute.",
+        type_=TRIPS_BEING_PUBLISHED,
+        headers={"Retry-After": "60"},
+    )
+
+
 def _internal_error(error: Exception) -> Response:
     logger.exception("unhandled error", exc_info=error)
     return problem(
@@ -103,5 +116,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(SpanTooLongError, _span_too_long)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(PoolTimeout, _database_unavailable)
+    # A subclass of OperationalError: Flask picks the most specific handler.
+    app.register_error_handler(psycopg.errors.LockNotAvailable, _trips_being_published)
     app.register_error_handler(psycopg.OperationalError, _database_unavailable)
     app.register_error_handler(Exception, _internal_error)

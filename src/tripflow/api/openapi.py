@@ -222,7 +222,10 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _BAD_REQUEST = _problem("Invalid query parameters (unknown, repeated or malformed).")
-_UNAVAILABLE = _problem("The database cannot be reached.")
+_UNAVAILABLE = _problem(
+    "The database cannot be reached, or (type trips-being-published) a large publish holds "
+    "the trips this question needs; retry after Retry-After seconds."
+)
 
 
 def _get(
