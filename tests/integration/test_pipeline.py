@@ -340,6 +340,25 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
     assert batch_row(conn, newer)["rows_loaded"] == 100
 
 
+def test_a_batch_failing_at_publish_leaves_nothing_in_staging(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
+) -> None:
+    # A constraint the sample breaks makes the real publish statement fail.
+    conn.execute("ALTER TABLE tripdata ADD CONSTRAINT no_prague CHECK (region <> 'Prague')")
+    conn.commit()
+    lake.put(SAMPLE, LANDING)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        pipeline.ingest(conn, lake, runner, max_attempts=1)
+    (batch_id,) = conn.execute("SELECT batch_id FROM ingestion_batch").fetchone() or ()
+    failed = batch_row(conn, batch_id)
+    staged = conn.execute("SELECT count(*) FROM staging_tripdata").fetchone()
+    stored = conn.execute("SELECT count(*) FROM tripdata").fetchone()
+    assert (failed["status"], failed["rows_staged"]) == ("failed", 100)
+    assert failed["error"].startswith("publish: ")
+    assert staged == (0,)
+    assert stored == (0,)
+
+
 def test_counts_equal_what_the_generator_put_in_generated_files(
     conn: psycopg.Connection[Any],
     settings: Settings,

@@ -63,3 +63,19 @@ def load_staging(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, trust
         )
         set_status(conn, batch_id, Status.STAGED)
     return rows
+
+
+def clear_staging(conn: psycopg.Connection[Any], batch_id: int) -> None:
+    """Remove a batch's rows from staging (published, or set aside as failed).
+
+    The table is emptied outright when the batch was its only one: deleted rows would stay
+    behind as dead space every later scan wades through until autovacuum comes (10M of them
+    after a batch of 10M). A batch staged meanwhile by another transaction and emptied with
+    it is caught by publish's count check and staged again."""
+    others = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM staging_tripdata WHERE batch_id <> %s)", (batch_id,)
+    ).fetchone()
+    if others and others[0]:
+        conn.execute("DELETE FROM staging_tripdata WHERE batch_id = %s", (batch_id,))
+    else:
+        conn.execute("TRUNCATE staging_tripdata")

@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from tripflow.warehouse.ingestions import Status, set_status
+from tripflow.warehouse.load import clear_staging
 from tripflow.warehouse.statements import load_sql
 
 # A batch that is a large enough share of the rows already stored is published with
@@ -80,7 +81,7 @@ def publish_batch(conn: psycopg.Connection[Any], batch_id: int) -> bool:
                 (new, already_stored, file_id),
             )
         conn.execute(load_sql("batch_totals"), {"batch_id": batch_id})
-        _clear_staging(conn, batch_id)
+        clear_staging(conn, batch_id)
         set_status(conn, batch_id, Status.PUBLISHED)
     return True
 
@@ -133,16 +134,3 @@ _NEW_ONLY = sql.SQL(
     " WHERE stored.trip_key = staging_tripdata.trip_key)"
 )
 _ON_CONFLICT = sql.SQL("ON CONFLICT (trip_key) DO NOTHING")
-
-
-def _clear_staging(conn: psycopg.Connection[Any], batch_id: int) -> None:
-    """Remove a published batch from staging; empty the table outright when it was the only
-    one, since deleted rows would stay behind as dead space every later scan wades
-    through until autovacuum comes (10M of them after a batch of 10M)."""
-    others = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM staging_tripdata WHERE batch_id <> %s)", (batch_id,)
-    ).fetchone()
-    if others and others[0]:
-        conn.execute("DELETE FROM staging_tripdata WHERE batch_id = %s", (batch_id,))
-    else:
-        conn.execute("TRUNCATE staging_tripdata")
