@@ -23,7 +23,7 @@ class Database:
     """A lazily opened psycopg pool for one application."""
 
     def __init__(
-        self, url: str, *, timeout: float = 5.0, max_size: int = 8, lock_timeout: float = 2.0
+        self, url: str, *, lock_timeout: float, timeout: float = 5.0, max_size: int = 8
     ) -> None:
         self.url = url
         self.timeout = timeout
