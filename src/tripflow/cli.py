@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +27,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The managed PostgreSQL cluster.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+serving_app = typer.Typer(
+    help="The serving copy DuckDB answers weekly averages from.", no_args_is_help=True
+)
+app.add_typer(serving_app, name="serving")
 hdfs_app = typer.Typer(
     help="The managed single-node HDFS (used when TRIPFLOW_LAKE_URL is hdfs://127.0.0.1:PORT).",
     no_args_is_help=True,
@@ -147,6 +152,7 @@ def ingest(
 ) -> None:
     """Claim the files in the landing dir and run them through Spark, staging and publish."""
     from tripflow import pipeline
+    from tripflow.serving.copy import ServingCopy
     from tripflow.warehouse.database import connect
     from tripflow.warehouse.ingestions import batch_summary
 
@@ -180,7 +186,12 @@ def ingest(
 
             try:
                 batch_ids = pipeline.ingest(
-                    conn, lake, runner, on_step, max_attempts=settings.max_batch_attempts
+                    conn,
+                    lake,
+                    runner,
+                    on_step,
+                    max_attempts=settings.max_batch_attempts,
+                    serving=ServingCopy.from_settings(settings),
                 )
             except Exception as error:
                 raise fail(
@@ -404,6 +415,75 @@ def generate(
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         console.print(summary.describe(), highlight=False)
+
+
+@serving_app.command("sync")
+def serving_sync() -> None:
+    """Write the published batches the copy lacks, from tripdata."""
+    from tripflow.serving import maintenance
+    from tripflow.serving.copy import ServingCopy
+    from tripflow.warehouse.database import connect
+
+    settings = Settings()
+    copy = ServingCopy.from_settings(settings)
+    with closing(connect(ensure_database(settings))) as conn:
+        written = maintenance.sync(conn, copy)
+    if written:
+        console.print(f"serving copy: wrote {len(written)} batches into {copy.directory}")
+    else:
+        console.print(f"serving copy at {copy.directory} holds every published batch")
+
+
+@serving_app.command("rebuild")
+def serving_rebuild() -> None:
+    """Write the whole copy again from tripdata (readers keep answering meanwhile)."""
+    from tripflow.serving import maintenance
+    from tripflow.serving.copy import ServingCopy
+    from tripflow.warehouse.database import connect
+
+    settings = Settings()
+    copy = ServingCopy.from_settings(settings)
+    started = time.perf_counter()
+    with closing(connect(ensure_database(settings))) as conn:
+        rows = maintenance.rebuild(conn, copy)
+    console.print(
+        f"serving copy rebuilt: {rows:,} trips in {copy.directory} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@serving_app.command("check")
+def serving_check() -> None:
+    """Compare trips per (region, datasource, week) between the copy and tripdata; exit 1
+    on any difference."""
+    from tripflow.answers import Serving
+    from tripflow.serving import maintenance
+    from tripflow.warehouse.database import connect
+
+    settings = Settings()
+    serving = Serving.from_settings(settings)
+    with closing(connect(ensure_database(settings))) as conn:
+        result = maintenance.check(conn, serving.copy, serving.engine)
+    if result.missing_batches:
+        shown = ", ".join(str(batch) for batch in result.missing_batches[:10])
+        raise fail(
+            f"serving copy lacks {len(result.missing_batches)} of {result.published} "
+            f"published batches ({shown}); `tripflow serving sync` writes them"
+        )
+    if result.differences:
+        for region, datasource, week, copy_trips, table_trips in result.differences[:20]:
+            errors.print(
+                f"  {region} / {datasource} / week of {week}: "
+                f"copy {copy_trips:,}, tripdata {table_trips:,}"
+            )
+        raise fail(
+            f"serving copy differs from tripdata in {len(result.differences)} groups; "
+            "`tripflow serving rebuild` writes it again"
+        )
+    console.print(
+        f"serving copy equals tripdata: {result.published} published batches, "
+        "same trips per region, datasource and week"
+    )
 
 
 @hdfs_app.command("start")

@@ -54,6 +54,18 @@ class Settings(BaseSettings):
         description="Seconds an API question waits for a lock on the trips before it answers "
         "503: a large publish rebuilds the indexes and holds the table for minutes.",
     )
+    serving_dir: Path | None = Field(
+        default=None,
+        description="Directory of the serving copy (sorted Parquet segments DuckDB answers "
+        "weekly averages from), on the API host's local disk. Default: serving/ under the home.",
+    )
+    serving_memory_limit: str = Field(
+        default="512MB",
+        description="DuckDB memory limit per process reading or writing the serving copy.",
+    )
+    serving_threads: int = Field(
+        default=2, ge=1, description="DuckDB threads per process reading or writing the copy."
+    )
     airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
     airflow_username: str = Field(default="admin", description="Airflow UI login.")
     airflow_password: str = Field(default="admin", description="Airflow UI password.")
@@ -106,6 +118,11 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """Return the absolute state directory."""
         return self.home.expanduser().resolve()
+
+    @property
+    def serving_dir_path(self) -> Path:
+        """Return the absolute directory of the serving copy."""
+        return (self.serving_dir or self.home_dir / "serving").expanduser().resolve()
 
     @property
     def lake_root(self) -> str:

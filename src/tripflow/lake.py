@@ -32,6 +32,11 @@ IN_FLIGHT_SUFFIXES = ("._COPYING_", ".tmp")
 WEBHDFS_PORT = 9870
 
 
+def trusted_dir(batch_id: int) -> str:
+    """Return the lake directory of a batch's trusted Parquet."""
+    return f"{TRUSTED}/batch={batch_id}"
+
+
 def is_in_flight(name: str) -> bool:
     """Tell whether a file name marks a hidden or half-written file."""
     return name.startswith((".", "_")) or name.endswith(IN_FLIGHT_SUFFIXES)

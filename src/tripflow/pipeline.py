@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 
 from tripflow.config import Settings
-from tripflow.lake import PROCESSED, REJECTED, TRUSTED, Lake
+from tripflow.lake import PROCESSED, REJECTED, Lake, trusted_dir
+from tripflow.serving import maintenance
+from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.ingestions import Status
 from tripflow.warehouse.load import clear_staging, load_staging
-from tripflow.warehouse.publish import StagingLost, publish_batch
+from tripflow.warehouse.publish import SegmentWriter, StagingLost, publish_batch
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -125,11 +127,6 @@ def job_arguments(job: PreprocessJob) -> list[str]:
     return arguments
 
 
-def trusted_dir(batch_id: int) -> str:
-    """Return the lake directory of a batch's trusted Parquet."""
-    return f"{TRUSTED}/batch={batch_id}"
-
-
 def rejected_dir(batch_id: int) -> str:
     """Return the lake directory of a batch's rejected rows."""
     return f"{REJECTED}/batch={batch_id}"
@@ -215,6 +212,7 @@ def run_batch(
     on_step: StepCallback | None = None,
     until: Status = Status.DONE,
     max_attempts: int = 3,
+    serving: SegmentWriter | None = None,
 ) -> None:
     """Take one batch from wherever it stopped to `until` (done by default); a batch
     already there or past it is left alone. A failing step is recorded on the batch (see
@@ -225,7 +223,7 @@ def run_batch(
             "staging",
             lambda: load_staging(conn, lake, batch_id, trusted_dir(batch_id)),
         ),
-        Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id)),
+        Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id, serving)),
         Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),
     }
     order = list(Status)
@@ -264,17 +262,25 @@ def ingest(
     runner: SparkRunner,
     on_step: StepCallback | None = None,
     max_attempts: int = 3,
+    serving: ServingCopy | None = None,
 ) -> list[int]:
     """Finish unfinished batches, then claim and run the files waiting now; return the
-    batch ids touched."""
+    batch ids touched. With `serving`, each publish writes its batch to the serving copy,
+    and published batches the copy lacks (a crash, a copy removed) are written first."""
+    writer = None
+    if serving is not None:
+        maintenance.sync(conn, serving)
+        writer = maintenance.BatchWriter(serving, lake)
     touched = []
     for batch_id in ingestions.unfinished_batches(conn):
-        run_batch(conn, lake, runner, batch_id, on_step, max_attempts=max_attempts)
+        run_batch(conn, lake, runner, batch_id, on_step, max_attempts=max_attempts, serving=writer)
         touched.append(batch_id)
     batch = ingestions.claim_batch(conn, lake)
     if batch is not None:
         if on_step:
             on_step(batch.batch_id, "claimed")
-        run_batch(conn, lake, runner, batch.batch_id, on_step, max_attempts=max_attempts)
+        run_batch(
+            conn, lake, runner, batch.batch_id, on_step, max_attempts=max_attempts, serving=writer
+        )
         touched.append(batch.batch_id)
     return touched

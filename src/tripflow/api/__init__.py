@@ -6,6 +6,7 @@ import atexit
 
 from flask import Flask
 
+from tripflow.answers import Serving
 from tripflow.api import ingestions, meta, trips
 from tripflow.api.database import EXTENSION_KEY, Database, get_database
 from tripflow.api.errors import register_error_handlers
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.extensions[EXTENSION_KEY] = database
     app.extensions[trips.ANSWER_CACHE_KEY] = trips.AnswerCache(settings.api_answer_cache)
+    app.extensions[trips.SERVING_KEY] = Serving.from_settings(settings)
     # Flask has no end-of-process hook; the pool lives as long as the worker process.
     atexit.register(database.close)
     register_error_handlers(app)

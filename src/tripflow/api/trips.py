@@ -8,6 +8,7 @@ from typing import Any
 from cachetools import LRUCache
 from flask import Blueprint, current_app, request
 
+from tripflow import answers
 from tripflow.api.database import get_database
 from tripflow.api.params import parse_area_query, reject_any
 from tripflow.warehouse import queries
@@ -15,6 +16,13 @@ from tripflow.warehouse import queries
 blueprint = Blueprint("trips", __name__)
 
 ANSWER_CACHE_KEY = "tripflow.answers"
+SERVING_KEY = "tripflow.serving"
+
+
+def get_serving() -> answers.Serving:
+    """Return the application's serving copy."""
+    serving: answers.Serving = current_app.extensions[SERVING_KEY]
+    return serving
 
 
 class AnswerCache:
@@ -58,7 +66,9 @@ def weekly_average() -> dict[str, Any]:
         key = (version, query)
         answer = cache.get(key)
         if answer is None:
-            answer = queries.weekly_average(conn, query, version).to_json()
+            answer = answers.weekly_average(
+                conn, query, serving=get_serving(), version=version
+            ).to_json()
             cache.put(key, answer)
         return answer
 

@@ -124,9 +124,15 @@ def record_counts(batch_id: int) -> None:
 
 def _advance(batch_id: int, until: Status) -> None:
     from tripflow import pipeline
+    from tripflow.serving import maintenance
+    from tripflow.serving.copy import ServingCopy
     from tripflow.warehouse import ingestions
 
     with _entry_point() as (settings, conn, lake):
+        copy = ServingCopy.from_settings(settings)
+        if until is Status.PUBLISHED:
+            # Published batches the copy lacks (a crash, a copy removed) are written first.
+            maintenance.sync(conn, copy)
         pipeline.run_batch(
             conn,
             lake,
@@ -135,6 +141,7 @@ def _advance(batch_id: int, until: Status) -> None:
             on_step=_log_step,
             until=until,
             max_attempts=settings.max_batch_attempts,
+            serving=maintenance.BatchWriter(copy, lake),
         )
         batch = ingestions.get_batch(conn, batch_id)
     if batch.status is Status.FAILED:

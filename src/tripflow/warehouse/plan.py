@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tripflow.weeks import AreaQuery, BBox, Match
+from tripflow.weeks import AreaQuery, BBox, Match, WeeklyAverage, query_span
 
 _WEEK = timedelta(days=7)
 
@@ -257,6 +257,70 @@ def _complement_cheaper(
     else:
         scan, complement = o_share + d_share, np.minimum(1 - o_share, 1 - d_share)
     return np.asarray(complement < scan)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one question is answered: the span, the window trips are counted in, the
+    counts the summary gives whole, and the groups an engine must count in the trips.
+
+    Executors return counts per group key for `scan` (matching trips) and `complement`
+    (matching trips of whole weeks, found as the group's count less the trips that do not
+    match); `answer` adds them to the summary's."""
+
+    query: AreaQuery
+    span: list[date]
+    window: tuple[datetime, datetime] | None
+    whole: dict[date, int]
+    scan: list[Group]
+    complement: list[Group]
+
+    @property
+    def needs_trips(self) -> bool:
+        """Tell whether some group must be counted in the trips themselves."""
+        return bool(self.scan or self.complement)
+
+    def answer(self, counted: dict[tuple[str, str, date], int]) -> WeeklyAverage:
+        """Return the answer: the summary's whole groups plus the executor's counts of the
+        scanned and complemented groups (other keys are ignored)."""
+        counts = dict(self.whole)
+        for group in (*self.scan, *self.complement):
+            trips = counted.get(group.key, 0)
+            if trips:
+                counts[group.week] = counts.get(group.week, 0) + trips
+        return WeeklyAverage(query=self.query, span=self.span, counts=counts)
+
+
+def plan_question(
+    summary: Summary, query: AreaQuery, complement_is_cheaper: bool | None = None
+) -> Plan:
+    """Decide how every group of the summary is counted for a question."""
+    keep = summary.selected(query)
+    earliest, latest = summary.bounds(keep)
+    span = query_span(query.start, query.end, earliest, latest)
+    if not span:
+        return Plan(query, span, None, {}, [], [])
+    # Count only inside the span, and inside the range where one was given.
+    window = (
+        query.start if query.start else monday_midnight(span[0]),
+        query.end if query.end else monday_midnight(span[-1] + _WEEK),
+    )
+    keep &= (summary.weeks >= np.datetime64(span[0])) & (summary.weeks <= np.datetime64(span[-1]))
+    ways = summary.ways(query, keep, window, complement_is_cheaper=complement_is_cheaper)
+    whole: dict[date, int] = {}
+    every = ways == Way.ALL
+    for week, trips in zip(summary.weeks[every], summary.trips[every], strict=True):
+        if trips:
+            monday = _day(week)
+            whole[monday] = whole.get(monday, 0) + int(trips)
+    return Plan(
+        query,
+        span,
+        window,
+        whole,
+        [summary.group(int(index)) for index in np.flatnonzero(ways == Way.SCAN)],
+        [summary.group(int(index)) for index in np.flatnonzero(ways == Way.COMPLEMENT)],
+    )
 
 
 def monday_midnight(day: date) -> datetime:

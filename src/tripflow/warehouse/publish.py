@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any
+import time
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -11,6 +13,8 @@ from psycopg import sql
 from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.load import clear_staging
 from tripflow.warehouse.statements import load_sql
+
+log = logging.getLogger(__name__)
 
 # A batch that is a large enough share of the rows already stored is published with
 # tripdata's indexes dropped and rebuilt afterwards. Keeping the indexes up to date costs
@@ -35,12 +39,25 @@ class StagingLost(RuntimeError):
     """The batch's staged rows are not all there (the unlogged table was reset by a crash)."""
 
 
-def publish_batch(conn: psycopg.Connection[Any], batch_id: int) -> bool:
+class SegmentWriter(Protocol):
+    """Writes a publishing batch's rows to the serving copy (tripflow.serving)."""
+
+    def write_batch(
+        self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
+    ) -> None:
+        """Write the rows the caller's transaction just inserted for the batch."""
+
+
+def publish_batch(
+    conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWriter | None = None
+) -> bool:
     """Move a staged batch into tripdata, skipping stored trips; return False if it was
     already published.
 
     Counts on the batch and its files, the status and the notification commit together
-    with the rows, so a crash leaves either all of it or none."""
+    with the rows, so a crash leaves either all of it or none. With `serving`, the batch's
+    segment of the serving copy is written before the commit: readers take a segment
+    only for a batch PostgreSQL says is published, so both stores show the batch at once."""
     with conn.transaction():
         row = conn.execute(
             "SELECT status, rows_staged FROM ingestion_batch WHERE batch_id = %s FOR UPDATE",
@@ -83,9 +100,27 @@ def publish_batch(conn: psycopg.Connection[Any], batch_id: int) -> bool:
                 (new, already_stored, file_id),
             )
         conn.execute(load_sql("batch_totals"), {"batch_id": batch_id})
+        if serving is not None:
+            _write_segment(conn, serving, batch_id, sum(loaded.values()) == sum(staged.values()))
         clear_staging(conn, batch_id)
         set_status(conn, batch_id, Status.PUBLISHED)
     return True
+
+
+def _write_segment(
+    conn: psycopg.Connection[Any], serving: SegmentWriter, batch_id: int, all_inserted: bool
+) -> None:
+    started = time.perf_counter()
+    try:
+        serving.write_batch(conn, batch_id, all_inserted=all_inserted)
+    except psycopg.Error:
+        raise
+    except Exception as error:
+        # The trips still publish: readers answer from PostGIS until the copy holds the
+        # batch, which the next ingest (or `tripflow serving sync`) writes from tripdata.
+        log.warning("batch %s: serving copy not written (%s)", batch_id, error)
+        return
+    log.info("batch %s: serving copy written in %.1f s", batch_id, time.perf_counter() - started)
 
 
 def worth_rebuilding(conn: psycopg.Connection[Any], staged: int) -> bool:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from tripflow.warehouse.plan import Extent, Group, Summary, Way, monday_midnight, week_ranges
+from tripflow.warehouse.plan import Extent, Group, Plan, Summary, week_ranges
 from tripflow.warehouse.statements import load_sql
-from tripflow.weeks import AreaQuery, BBox, Match, WeeklyAverage, query_span
+from tripflow.weeks import AreaQuery, BBox, Match
 
 # The trip ends a match mode looks at, and how their box tests combine.
 _MATCH_COLUMNS: dict[Match, tuple[tuple[str, ...], str]] = {
@@ -30,10 +29,6 @@ _MATCH_COLUMNS: dict[Match, tuple[tuple[str, ...], str]] = {
 _REGION = sql.SQL("region = %(region)s")
 _DATASOURCE = sql.SQL("datasource = %(datasource)s")
 _TRUE = sql.SQL("TRUE")
-
-# Tests set this to force every partly covered group to be scanned (False) or counted by
-# its complement (True); None lets the planner choose.
-FORCED_COMPLEMENT: bool | None = None
 
 
 @cache
@@ -245,53 +240,18 @@ def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
 
 
-def weekly_average(
-    conn: psycopg.Connection[Any], query: AreaQuery, version: tuple[Any, ...] | None = None
-) -> WeeklyAverage:
-    """Answer the weekly average number of matching trips over the query's span of weeks.
-
-    Each (region, datasource, week) group of the summary is counted the cheapest exact way
-    (see tripflow.warehouse.plan); all statements read one snapshot. A caller that already
-    read data_version in the snapshot it holds passes it, so it is not read twice."""
-    with snapshot(conn):
-        return _weekly_average(conn, query, version)
-
-
-def _weekly_average(
-    conn: psycopg.Connection[Any], query: AreaQuery, version: tuple[Any, ...] | None
-) -> WeeklyAverage:
-    summary = read_summary(conn, version)
-    keep = summary.selected(query)
-    earliest, latest = summary.bounds(keep)
-    span = query_span(query.start, query.end, earliest, latest)
-    if not span:
-        return WeeklyAverage(query=query, span=span, counts={})
-    # Count only inside the span, and inside the range where one was given.
-    window = (
-        query.start if query.start else monday_midnight(span[0]),
-        query.end if query.end else monday_midnight(span[-1] + timedelta(7)),
-    )
-    keep &= (summary.weeks >= np.datetime64(span[0])) & (summary.weeks <= np.datetime64(span[-1]))
-    ways = summary.ways(query, keep, window, complement_is_cheaper=FORCED_COMPLEMENT)
-    counts: dict[date, int] = {}
-
-    def add(week: date, trips: int) -> None:
-        if trips:
-            counts[week] = counts.get(week, 0) + trips
-
-    whole = ways == Way.ALL
-    for week, trips in zip(summary.weeks[whole], summary.trips[whole], strict=True):
-        add(date.fromisoformat(str(week)), int(trips))
-    scanned = [summary.group(int(index)) for index in np.flatnonzero(ways == Way.SCAN)]
-    if scanned:
-        for (_, _, week), trips in _scanned_counts(conn, query, scanned, window).items():
-            add(week, trips)
-    complement = [summary.group(int(index)) for index in np.flatnonzero(ways == Way.COMPLEMENT)]
-    for region in sorted({group.region for group in complement}):
-        members = [group for group in complement if group.region == region]
-        for (_, _, week), trips in _complement_counts(conn, query, members, window).items():
-            add(week, trips)
-    return WeeklyAverage(query=query, span=span, counts=counts)
+def count_groups(conn: psycopg.Connection[Any], plan: Plan) -> dict[tuple[str, str, date], int]:
+    """Count a plan's scanned and complemented groups in tripdata, through its indexes
+    (the PostGIS executor; call it inside the snapshot the plan's summary came from)."""
+    counted: dict[tuple[str, str, date], int] = {}
+    if plan.window is None:
+        return counted
+    if plan.scan:
+        counted.update(_scanned_counts(conn, plan.query, plan.scan, plan.window))
+    for region in sorted({group.region for group in plan.complement}):
+        members = [group for group in plan.complement if group.region == region]
+        counted.update(_complement_counts(conn, plan.query, members, plan.window))
+    return counted
 
 
 def _named_counts(conn: psycopg.Connection[Any], name: str) -> list[dict[str, Any]]:

@@ -1,0 +1,344 @@
+"""The serving copy on disk: segments of sorted trips, each with a manifest of its batches.
+
+A segment is `<name>.duckdb` (absent when it holds no rows), a DuckDB database file of
+table `trips` and table `names`, and `<name>.json`, the
+manifest: the batches it holds and its row count. The manifest is written last, by an
+atomic rename, so a segment exists for readers only once its rows are complete. Nothing is
+ever changed in place: a batch written again (a publish retried after a crash) replaces
+its segment whole, and a rebuild writes one new segment for every batch, then removes the
+old ones.
+
+Which segments a reader uses is decided by PostgreSQL: `cover` takes the batches a
+snapshot says are published and returns segments holding exactly those, or None when the
+copy does not hold them all (a batch published where this copy was not written, or a copy
+deleted), in which case the caller answers from PostGIS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pyarrow.dataset as pads
+from psycopg import sql
+
+from tripflow.config import Settings
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+# A segment's rows live in a DuckDB database file of their own, written once and then
+# only attached read-only: measured at 10M trips, DuckDB's own storage answered a small box
+# about five times faster than the same rows in Parquet (docs/benchmarks.md).
+DATA_SUFFIX = ".duckdb"
+# Bytes of exported CSV per chunk handed to DuckDB: bounds the temporary disk a rebuild of
+# 100M trips needs to about this much at a time.
+_CHUNK_BYTES = 512 * 1024 * 1024
+# Seconds after which a writer's work directory counts as abandoned.
+_ABANDONED_AFTER = 24 * 3600
+_COLUMNS = {
+    "region": "VARCHAR",
+    "datasource": "VARCHAR",
+    "origin_lon": "DOUBLE",
+    "origin_lat": "DOUBLE",
+    "destination_lon": "DOUBLE",
+    "destination_lat": "DOUBLE",
+    "datetime": "TIMESTAMP",
+}
+_CREATE_INCOMING = (
+    "CREATE TABLE incoming (" + ", ".join(f"{c} {t}" for c, t in _COLUMNS.items()) + ")"
+)
+
+
+@cache
+def load_statement(name: str) -> str:
+    """Return the text of the serving copy's `sql/<name>.sql`."""
+    return (resources.files("tripflow.serving") / "sql" / f"{name}.sql").read_text()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One immutable piece of the copy: the trips of some batches."""
+
+    name: str
+    batches: frozenset[int]
+    rows: int
+    path: Path | None
+    # Unique per write: a segment written again under the same name is a new one.
+    identity: str
+
+
+class ServingCopy:
+    """The segments under one directory (on the API host's local disk)."""
+
+    def __init__(self, directory: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+        self.directory = directory
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self._listing: tuple[int, list[Segment]] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingCopy:
+        """Return the copy the settings name."""
+        return cls(
+            settings.serving_dir_path,
+            memory_limit=settings.serving_memory_limit,
+            threads=settings.serving_threads,
+        )
+
+    # Reading ----------------------------------------------------------------------------
+
+    def segments(self) -> list[Segment]:
+        """Return every complete segment, re-read only when the directory changed."""
+        try:
+            stamp = self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            return []
+        with self._lock:
+            if self._listing is not None and self._listing[0] == stamp:
+                return self._listing[1]
+        found = []
+        for manifest in sorted(self.directory.glob("*.json")):
+            segment = self._read_manifest(manifest)
+            if segment is not None:
+                found.append(segment)
+        with self._lock:
+            self._listing = (stamp, found)
+        return found
+
+    def _read_manifest(self, manifest: Path) -> Segment | None:
+        try:
+            content = json.loads(manifest.read_text())
+        except (FileNotFoundError, ValueError):
+            # Removed meanwhile, or not ours: a complete segment's manifest always parses.
+            return None
+        if content.get("format") != FORMAT:
+            return None
+        rows = int(content["rows"])
+        path = manifest.with_suffix(DATA_SUFFIX) if rows else None
+        return Segment(manifest.stem, frozenset(content["batches"]), rows, path, str(content["id"]))
+
+    def cover(self, published: Collection[int]) -> list[Segment] | None:
+        """Return segments holding exactly the published batches, each once; None if the
+        copy lacks any of them."""
+        wanted = set(published)
+        chosen: list[Segment] = []
+        covered: set[int] = set()
+        # Larger segments first: a rebuild's one segment beats the per-batch ones it replaced.
+        for segment in sorted(self.segments(), key=lambda item: (-len(item.batches), item.name)):
+            if segment.batches <= wanted and not segment.batches & covered:
+                chosen.append(segment)
+                covered |= segment.batches
+        return chosen if covered == wanted else None
+
+    # Writing ----------------------------------------------------------------------------
+
+    def write_query(
+        self,
+        conn: psycopg.Connection[Any],
+        name: str,
+        batches: Collection[int],
+        query: sql.Composable,
+        parameters: dict[str, Any],
+    ) -> Segment:
+        """Write the rows a PostgreSQL query returns as segment `name` holding `batches`.
+
+        The query's columns are those of _COLUMNS, in that order. It runs on `conn`, in its
+        current transaction and snapshot."""
+
+        def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
+            duck.execute(_CREATE_INCOMING)
+            for chunk in _export_chunks(conn, query, parameters, work):
+                duck.execute(
+                    "INSERT INTO incoming SELECT * FROM read_csv(?, header = false,"
+                    " columns = ?, quote = '\"', escape = '\"')",
+                    [str(chunk), _COLUMNS],
+                )
+                chunk.unlink()
+
+        return self._write(name, batches, fill)
+
+    def write_dataset(
+        self,
+        name: str,
+        batches: Collection[int],
+        dataset: pads.Dataset,
+        skipped_keys: Collection[str] = (),
+    ) -> Segment:
+        """Write the rows of an Arrow dataset (a batch's trusted Parquet) as segment `name`,
+        leaving out the trips whose trip_key is in `skipped_keys`."""
+
+        def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
+            duck.register("source", dataset)
+            columns = ", ".join(_COLUMNS)
+            if skipped_keys:
+                duck.execute("CREATE TEMP TABLE skipped (trip_key VARCHAR)")
+                duck.executemany("INSERT INTO skipped VALUES (?)", [[key] for key in skipped_keys])
+                duck.execute(
+                    f"CREATE TABLE incoming AS SELECT {columns} FROM source"
+                    " WHERE trip_key NOT IN (SELECT trip_key FROM skipped)"
+                )
+            else:
+                duck.execute(f"CREATE TABLE incoming AS SELECT {columns} FROM source")
+            duck.unregister("source")
+
+        return self._write(name, batches, fill)
+
+    def _write(
+        self,
+        name: str,
+        batches: Collection[int],
+        fill: Callable[[duckdb.DuckDBPyConnection, Path], None],
+    ) -> Segment:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        work = self.directory / f".work-{uuid.uuid4().hex}"
+        work.mkdir()
+        try:
+            with self._writer(work) as duck:
+                fill(duck, work)
+                row = duck.execute("SELECT count(*) FROM incoming").fetchone()
+                rows = int(row[0]) if row else 0
+                if rows:
+                    partial = work / "segment.duckdb"
+                    duck.execute(f"ATTACH {_duck_literal(str(partial))} AS segment")
+                    duck.execute(load_statement("write_segment.duckdb"))
+                    duck.execute("DETACH segment")
+                    _sync_file(partial)
+                    os.replace(partial, self.directory / f"{name}{DATA_SUFFIX}")
+            return self._publish_manifest(name, batches, rows)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    @contextmanager
+    def _writer(self, work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+        # A database file of its own, so a batch larger than memory spills to disk.
+        duck = duckdb.connect(str(work / "incoming.duckdb"))
+        with closing(duck):
+            duck.execute(f"SET threads = {int(self.threads)}")
+            duck.execute("SET memory_limit = ?", [self.memory_limit])
+            duck.execute("SET temp_directory = ?", [str(work / "spill")])
+            duck.execute(load_statement("morton.duckdb"))
+            yield duck
+
+    def _publish_manifest(self, name: str, batches: Collection[int], rows: int) -> Segment:
+        manifest = self.directory / f"{name}.json"
+        identity = uuid.uuid4().hex
+        content = {
+            "format": FORMAT,
+            "id": identity,
+            "batches": sorted(batches),
+            "rows": rows,
+            "written_at": datetime.now(UTC).isoformat(),
+        }
+        partial = self.directory / f".{name}.json.{uuid.uuid4().hex[:8]}"
+        partial.write_text(json.dumps(content))
+        _sync_file(partial)
+        os.replace(partial, manifest)
+        if not rows:
+            (self.directory / f"{name}{DATA_SUFFIX}").unlink(missing_ok=True)
+        _sync_directory(self.directory)
+        path = manifest.with_suffix(DATA_SUFFIX) if rows else None
+        return Segment(name, frozenset(batches), rows, path, identity)
+
+    def remove(self, segments: Collection[Segment]) -> None:
+        """Remove segments: the manifest first, so no reader picks one up half gone.
+
+        A reader that chose the segment a moment earlier still holds its file open, or
+        retries with a fresh listing when the file is gone."""
+        for segment in segments:
+            (self.directory / f"{segment.name}.json").unlink(missing_ok=True)
+            if segment.path is not None:
+                segment.path.unlink(missing_ok=True)
+        if segments:
+            _sync_directory(self.directory)
+
+    def clear_work(self) -> None:
+        """Remove what interrupted writers left behind (a day old: a writer still at work
+        in another process keeps its files)."""
+        if not self.directory.exists():
+            return
+        limit = time.time() - _ABANDONED_AFTER
+        for leftover in [*self.directory.glob(".work-*"), *self.directory.glob(".*.json.*")]:
+            try:
+                if leftover.stat().st_mtime > limit:
+                    continue
+            except FileNotFoundError:
+                continue
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def batch_segment_name(batch_id: int) -> str:
+    """Return the name of the segment a publish writes for one batch."""
+    return f"batch-{batch_id:012d}"
+
+
+def _duck_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _export_chunks(
+    conn: psycopg.Connection[Any],
+    query: sql.Composable,
+    parameters: dict[str, Any],
+    work: Path,
+) -> Iterator[Path]:
+    """COPY a query's rows out as CSV files of about _CHUNK_BYTES each.
+
+    PostgreSQL sends one COPY data message per row, so a file cut between messages is cut
+    between rows, whatever the text holds."""
+    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
+    number = 0
+    handle = None
+    written = 0
+    try:
+        with conn.cursor() as cursor, cursor.copy(statement, parameters) as copy:
+            for data in copy:
+                if handle is None:
+                    path = work / f"chunk-{number:06d}.csv"
+                    handle = path.open("wb")
+                    written = 0
+                written += handle.write(data)
+                if written >= _CHUNK_BYTES:
+                    handle.close()
+                    handle = None
+                    number += 1
+                    yield path
+        if handle is not None:
+            handle.close()
+            handle = None
+            yield path
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _sync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,188 @@
+"""Keeping the serving copy equal to tripdata: per publish, after a crash, on demand.
+
+- A publish writes its batch's segment inside its own transaction, before the commit
+  (`BatchWriter`): once PostgreSQL says the batch is published, its segment is on disk. A
+  crash before the commit leaves a segment of an unpublished batch, which no reader takes
+  and the batch's next publish replaces.
+- `sync` writes one segment for every published batch the copy lacks (a copy deleted, a
+  publish that could not write it, batches published before the copy existed) and drops
+  the segments of batches set aside as failed.
+- `rebuild` writes the whole copy again from tripdata as one segment.
+- `check` compares trips per (region, datasource, week) between the copy and tripdata.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import psycopg
+import pyarrow.dataset as pads
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from tripflow.lake import Lake, trusted_dir
+from tripflow.serving.copy import ServingCopy, batch_segment_name, load_statement
+from tripflow.serving.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def published_batches(conn: psycopg.Connection[Any]) -> list[int]:
+    """Return the batches whose trips are in tripdata, in the caller's snapshot."""
+    return [int(row[0]) for row in conn.execute(load_statement("published_batches"))]
+
+
+@contextmanager
+def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """One repeatable-read snapshot for every statement in the block (the caller's own
+    transaction when it already holds one)."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+@dataclass
+class BatchWriter:
+    """Writes a publishing batch's segment from the batch's trusted Parquet in the lake."""
+
+    copy: ServingCopy
+    lake: Lake
+
+    def write_batch(
+        self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
+    ) -> None:
+        """Write the segment of a batch whose rows the caller's transaction just inserted.
+
+        Staging holds exactly the trusted Parquet's rows (publish checked the count);
+        trips that were already stored were not inserted and are left out by key."""
+        skipped: list[str] = []
+        if not all_inserted:
+            skipped = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT s.trip_key FROM staging_tripdata AS s"
+                    " WHERE s.batch_id = %(batch_id)s AND NOT EXISTS ("
+                    "SELECT 1 FROM tripdata AS t"
+                    " WHERE t.trip_key = s.trip_key AND t.batch_id = s.batch_id)",
+                    {"batch_id": batch_id},
+                )
+            ]
+        dataset = pads.dataset(
+            self.lake.full_path(trusted_dir(batch_id)), filesystem=self.lake.fs, format="parquet"
+        )
+        self.copy.write_dataset(batch_segment_name(batch_id), [batch_id], dataset, skipped)
+
+
+def sync(conn: psycopg.Connection[Any], copy: ServingCopy) -> list[int]:
+    """Write the published batches the copy lacks as one segment, from tripdata; drop the
+    segments of failed batches. Return the batches written."""
+    copy.clear_work()
+    with snapshot(conn):
+        failed = {
+            int(row[0])
+            for row in conn.execute("SELECT batch_id FROM ingestion_batch WHERE status = 'failed'")
+        }
+        copy.remove([segment for segment in copy.segments() if segment.batches & failed])
+        published = set(published_batches(conn))
+        held: set[int] = set()
+        for segment in copy.segments():
+            if segment.batches <= published:
+                held |= segment.batches
+        missing = sorted(published - held)
+        if missing:
+            log.info("serving copy: writing %d published batches it lacks", len(missing))
+            copy.write_query(
+                conn,
+                f"repair-{uuid.uuid4().hex[:12]}",
+                missing,
+                sql.SQL(load_statement("export_trips")),
+                {"batch_ids": missing},
+            )
+    _drop_superseded(copy, published)
+    return missing
+
+
+def rebuild(conn: psycopg.Connection[Any], copy: ServingCopy) -> int:
+    """Write the whole copy again from tripdata as one segment, then drop the old ones;
+    return the rows written. Readers keep answering from the old segments meanwhile."""
+    copy.clear_work()
+    with snapshot(conn):
+        published = published_batches(conn)
+        segment = copy.write_query(
+            conn,
+            f"rebuild-{uuid.uuid4().hex[:12]}",
+            published,
+            sql.SQL(load_statement("export_trips")),
+            {"batch_ids": published},
+        )
+    copy.remove(
+        [
+            old
+            for old in copy.segments()
+            if old.name != segment.name and old.batches <= segment.batches
+        ]
+    )
+    return segment.rows
+
+
+def _drop_superseded(copy: ServingCopy, published: set[int]) -> None:
+    """Drop the segments a reader never chooses any more: those whose batches a chosen,
+    larger segment also holds."""
+    chosen = copy.cover(published)
+    if chosen is None:
+        return
+    names = {segment.name for segment in chosen}
+    held = set().union(*(segment.batches for segment in chosen)) if chosen else set()
+    copy.remove(
+        [
+            segment
+            for segment in copy.segments()
+            if segment.name not in names and segment.batches and segment.batches <= held
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `check` found: batches the copy lacks, and groups whose counts differ."""
+
+    published: int
+    missing_batches: list[int]
+    differences: list[tuple[str, str, date, int, int]]
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the copy equals tripdata."""
+        return not self.missing_batches and not self.differences
+
+
+def check(conn: psycopg.Connection[Any], copy: ServingCopy, engine: Engine) -> CheckResult:
+    """Compare the copy with tripdata: the batches it holds, and the trips per (region,
+    datasource, week), read in one snapshot of tripdata."""
+    with snapshot(conn):
+        published = published_batches(conn)
+        chosen = copy.cover(published)
+        if chosen is None:
+            held = set().union(*(s.batches for s in copy.segments() if s.batches <= set(published)))
+            return CheckResult(len(published), sorted(set(published) - held), [])
+        expected = {
+            (str(region), str(datasource), week): int(trips)
+            for region, datasource, week, trips in conn.execute(load_statement("trip_counts"))
+        }
+    got = engine.group_counts(chosen)
+    differences = [
+        (region, datasource, week, got.get(key, 0), expected.get(key, 0))
+        for key in sorted(set(got) | set(expected))
+        for region, datasource, week in [key]
+        if got.get(key, 0) != expected.get(key, 0)
+    ]
+    return CheckResult(len(published), [], differences)
