@@ -7,6 +7,11 @@ around every region, one half outside a region, an empty and a degenerate box, e
 mode, region and datasource filters with and without a box, no filter at all, and date
 ranges (a month, a range starting mid-week, one ending exactly on a Monday 00:00, open ends).
 Coordinates come from `tripflow.generate.REGIONS`, the generator the data sets are built by.
+
+Those 38 are tuned to six cities' hotspots, so the mix adds questions with random boxes
+(`random_questions`): 0.3-20 km, centred on trips the generator draws, every match mode,
+some with a mid-week range or a datasource filter. They are drawn from a fixed seed, so
+every run asks the same ones.
 """
 
 from __future__ import annotations
@@ -14,14 +19,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from urllib.parse import parse_qs, urlencode
 
+import numpy as np
+
 from tripflow.api.params import parse_area_query
-from tripflow.generate import DATASOURCES, KM_PER_DEGREE, REGIONS, Hotspot, Region
+from tripflow.generate import (
+    DATASOURCES,
+    KM_PER_DEGREE,
+    REGIONS,
+    YEAR_START,
+    Hotspot,
+    Region,
+    sample_trips,
+)
 from tripflow.weeks import AreaQuery, BBox, Match
 
 WEEKLY_AVERAGE_PATH = "/weekly-average"
+RANDOM_QUESTIONS = 24
+RANDOM_SEED = 20180101
+RANDOM_SIDE_KM = (0.3, 20.0)
+_DAY_SECONDS = 24 * 3600
+_WEEK_SECONDS = 7 * _DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -189,6 +209,48 @@ def build_mix() -> list[Question]:
     return questions
 
 
+def random_questions(count: int = RANDOM_QUESTIONS, seed: int = RANDOM_SEED) -> list[Question]:
+    """Return `count` questions with random boxes around generated trips, the same for a seed."""
+    rng = np.random.default_rng(seed)
+    # Centres where the data sets have trips: drawn the way `tripflow generate` draws them.
+    trips = sample_trips(rng, count)
+    matches = list(Match)
+    low, high = (math.log(side) for side in RANDOM_SIDE_KM)
+    # The generator's year, as the naive timestamps tripdata stores.
+    year_start = datetime(1970, 1, 1) + timedelta(seconds=YEAR_START)
+    questions = []
+    for index in range(count):
+        on_origin = bool(rng.random() < 0.5)
+        lon = trips.origin_lon[index] if on_origin else trips.destination_lon[index]
+        lat = trips.origin_lat[index] if on_origin else trips.destination_lat[index]
+        side_km = math.exp(rng.uniform(low, high))
+        # Cycled, not drawn, so that every match mode meets ranges and datasources.
+        match = matches[index % len(matches)]
+        start = end = None
+        if index % 3 == 1:
+            # Ranges stay inside 2018 and start and end inside a week, never on its edge.
+            start = year_start + timedelta(
+                seconds=int(rng.integers(0, 365 * _DAY_SECONDS - 8 * _WEEK_SECONDS))
+            )
+            end = start + timedelta(seconds=int(rng.integers(_WEEK_SECONDS, 8 * _WEEK_SECONDS)))
+            start, end = _off_midnight(start), _off_midnight(end)
+        datasource = None
+        if index % 5 == 2:
+            datasource = DATASOURCES[int(rng.integers(0, len(DATASOURCES)))][0]
+        name = f"random-{index:02d}-{side_km:.1f}km-{match}"
+        name += "-range" if start is not None else ""
+        name += "-datasource" if datasource is not None else ""
+        box = box_around(float(lon), float(lat), side_km)
+        query = AreaQuery(bbox=box, datasource=datasource, start=start, end=end, match=match)
+        questions.append(Question(name, query))
+    return questions
+
+
+def _off_midnight(moment: datetime) -> datetime:
+    # A range starting or ending at 00:00 would fall on whole days; a week's edge is one.
+    return moment + timedelta(hours=1) if moment.time() == time(0) else moment
+
+
 def _number(value: float) -> str:
     # repr gives the shortest text that reads back as the same float.
     return repr(float(value))
@@ -229,4 +291,6 @@ def check_query_strings(questions: Sequence[Question]) -> None:
         assert parsed == item.query, f"{item.name}: the API would read {parsed}, not {item.query}"
 
 
-MIX: tuple[Question, ...] = tuple(build_mix())
+FIXED: tuple[Question, ...] = tuple(build_mix())
+RANDOM: tuple[Question, ...] = tuple(random_questions())
+MIX: tuple[Question, ...] = FIXED + RANDOM

@@ -22,10 +22,13 @@ import psycopg
 import pytest
 
 from tests import reference
-from tripflow import generate
+from tripflow import answers, generate
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY
 from tripflow.records import Trip
+from tripflow.serving import maintenance
+from tripflow.serving.copy import ServingCopy
+from tripflow.serving.engine import Engine
 from tripflow.warehouse import plan, publish, queries
 from tripflow.warehouse.database import connect
 from tripflow.warehouse.publish import publish_batch
@@ -113,6 +116,17 @@ def trips_url(postgres_cluster: Any, template_url: str) -> Iterator[tuple[str, l
     yield url, unique
 
 
+@pytest.fixture(scope="module")
+def serving(
+    trips_url: tuple[str, list[Trip]], tmp_path_factory: pytest.TempPathFactory
+) -> answers.Serving:
+    """The serving copy of the module's trips, written from tripdata."""
+    copy = ServingCopy(tmp_path_factory.mktemp("serving"))
+    with closing(connect(trips_url[0])) as conn:
+        assert maintenance.sync(conn, copy) == [1, 2]
+    return answers.Serving(copy, Engine())
+
+
 def questions() -> list[tuple[str, AreaQuery]]:
     prague_box = BBox(PRAGUE.min_lon, PRAGUE.min_lat, PRAGUE.max_lon, PRAGUE.max_lat)
     inner_city = BBox(14.25, 49.96, 14.69, 50.16)
@@ -174,20 +188,37 @@ def expected(trips: list[Trip], query: AreaQuery) -> dict[str, Any]:
     return {key: answer[key] for key in ("trips", "weeks", "first_week", "last_week", "series")}
 
 
-def answered(url: str, query: AreaQuery) -> dict[str, Any]:
+def answered(url: str, query: AreaQuery, serving: answers.Serving | None) -> dict[str, Any]:
     with closing(connect(url)) as conn:
-        body = queries.weekly_average(conn, query).to_json()
+        body = answers.weekly_average(conn, query, serving=serving).to_json()
     return {key: body[key] for key in ("trips", "weeks", "first_week", "last_week", "series")}
 
 
+@pytest.mark.parametrize("engine", ["postgis", "serving-copy"])
 @pytest.mark.parametrize("way", ["planned", "scan", "complement"])
 def test_every_way_equals_brute_force(
-    trips_url: tuple[str, list[Trip]], way: str, monkeypatch: pytest.MonkeyPatch
+    trips_url: tuple[str, list[Trip]],
+    serving: answers.Serving,
+    way: str,
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, trips = trips_url
     if way != "planned":
-        monkeypatch.setattr(queries, "FORCED_COMPLEMENT", way == "complement")
-    wrong = [name for name, query in questions() if answered(url, query) != expected(trips, query)]
+        monkeypatch.setattr(answers, "FORCED_COMPLEMENT", way == "complement")
+    chosen = None
+    if engine == "serving-copy":
+        chosen = serving
+
+        def not_postgis(*_: object) -> None:
+            raise AssertionError("answered from PostGIS, not from the serving copy")
+
+        monkeypatch.setattr(queries, "count_groups", not_postgis)
+    wrong = [
+        name
+        for name, query in questions()
+        if answered(url, query, chosen) != expected(trips, query)
+    ]
     assert wrong == []
 
 
@@ -205,10 +236,10 @@ def test_the_mix_reaches_every_way(trips_url: tuple[str, list[Trip]]) -> None:
 def test_a_publish_refreshes_the_cached_summary(database_url: str) -> None:
     with closing(connect(database_url)) as conn:
         stage_and_publish(conn, sample(50, seed=8))
-        before = queries.weekly_average(conn, AreaQuery()).trips
+        before = answers.weekly_average(conn, AreaQuery()).trips
         conn.commit()
         stage_and_publish(conn, sample(30, seed=9))
-        after = queries.weekly_average(conn, AreaQuery()).trips
+        after = answers.weekly_average(conn, AreaQuery()).trips
     assert (before, after) == (50, 80)
 
 
@@ -267,7 +298,7 @@ def test_large_batches_rebuild_the_indexes_small_ones_keep_them(database_url: st
         assert not publish.worth_rebuilding(conn, len(second))
         stage_and_publish(conn, second)
         assert index_definitions(conn) == migrated
-        total = queries.weekly_average(conn, AreaQuery()).trips
+        total = answers.weekly_average(conn, AreaQuery()).trips
     assert total == 1100
 
 
@@ -282,7 +313,7 @@ def test_the_api_answer_cache_never_serves_an_answer_older_than_the_data(
             first = client.get("/weekly-average?region=Prague").get_json()
             again = client.get("/weekly-average?region=Prague").get_json()
             stage_and_publish(conn, sample(400, seed=22))
-            expected_now = queries.weekly_average(conn, AreaQuery(region="Prague")).trips
+            expected_now = answers.weekly_average(conn, AreaQuery(region="Prague")).trips
             conn.commit()
         after = client.get("/weekly-average?region=Prague").get_json()
     finally:

@@ -182,7 +182,7 @@ class ServingCopy:
         skipped_keys: Collection[str] = (),
     ) -> Segment:
         """Write the rows of an Arrow dataset (a batch's trusted Parquet) as segment `name`,
-        leaving out the trips whose trip_key is in `skipped_keys`."""
+        leaving out the trips whose trip_key (32 lowercase hex digits) is in `skipped_keys`."""
 
         def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
             duck.register("source", dataset)
@@ -192,7 +192,8 @@ class ServingCopy:
                 duck.executemany("INSERT INTO skipped VALUES (?)", [[key] for key in skipped_keys])
                 duck.execute(
                     f"CREATE TABLE incoming AS SELECT {columns} FROM source"
-                    " WHERE trip_key NOT IN (SELECT trip_key FROM skipped)"
+                    " ANTI JOIN skipped"
+                    " ON lower(replace(source.trip_key, '-', '')) = skipped.trip_key"
                 )
             else:
                 duck.execute(f"CREATE TABLE incoming AS SELECT {columns} FROM source")

@@ -66,8 +66,9 @@ class BatchWriter:
         trips that were already stored were not inserted and are left out by key."""
         skipped: list[str] = []
         if not all_inserted:
+            # Keys as 32 lowercase hex digits, as the Spark job writes them (uuid.hex).
             skipped = [
-                str(row[0])
+                uuid.UUID(str(row[0])).hex
                 for row in conn.execute(
                     "SELECT s.trip_key FROM staging_tripdata AS s"
                     " WHERE s.batch_id = %(batch_id)s AND NOT EXISTS ("
