@@ -78,7 +78,7 @@ bench-setup: setup
 bench-ingest: bench-setup ## Ingest benchmark: tripflow vs the seed's path vs one COPY (ROWS=...)
 	$(BIN)/python benchmarks/ingest.py --rows $(ROWS)
 
-bench-query: bench-setup ## Query benchmark: weekly average p50/p95 vs brute force (ROWS=...)
+bench-query: bench-setup ## Query benchmark: cold p50/p95 vs plain DuckDB and brute force (ROWS=...)
 	$(BIN)/python benchmarks/query.py --rows $(ROWS)
 
 bench-api: bench-setup ## API load benchmark with wrk against `tripflow serve` (ROWS=...)

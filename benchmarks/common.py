@@ -7,6 +7,7 @@ collide with them. Data sets are built once per (rows, seed) and reused by later
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -17,16 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
+from tripflow.answers import Serving
 from tripflow.config import Settings
 from tripflow.generate import generate_trips
 from tripflow.lake import LANDING, open_lake
 from tripflow.services.postgres import ManagedPostgres
+from tripflow.serving import maintenance
 from tripflow.warehouse.database import connect, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_HOME = Path(os.environ.get("TRIPFLOW_BENCH_HOME", ROOT / ".bench"))
 BENCH_PORT = int(os.environ.get("TRIPFLOW_BENCH_PORT", "55442"))
+# One serving copy and one plain DuckDB database per benchmark database, by its name.
+SERVING_HOME = BENCH_HOME / "serving"
+PLAIN_DUCKDB_HOME = BENCH_HOME / "plain-duckdb"
 
 
 def bench_settings(**overrides: Any) -> Settings:
@@ -154,3 +161,66 @@ def scalar(conn: psycopg.Connection[Any], query: str) -> Any:
     """Return the first column of the first row of a query."""
     row = conn.execute(query).fetchone()
     return None if row is None else row[0]
+
+
+def database_name(url: str) -> str:
+    """Return the name of the database a PostgreSQL URL points at."""
+    return str(conninfo_to_dict(url)["dbname"])
+
+
+def files_bytes(directory: Path) -> int:
+    """Return the bytes of every file under a directory (0 if it does not exist)."""
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def open_serving(directory: Path) -> Serving:
+    """Return the serving copy under `directory`, read with tripflow's default settings."""
+    return Serving.from_settings(bench_settings(serving_dir=directory))
+
+
+def ready_serving(conn: psycopg.Connection[Any], url: str) -> Serving:
+    """Return the benchmarks' serving copy of a database (.bench/serving/<name>/), rebuilt
+    from tripdata first when it is missing or differs from it; print what it took."""
+    serving = open_serving(SERVING_HOME / database_name(url))
+    directory = serving.copy.directory
+    started = time.perf_counter()
+    found = maintenance.check(conn, serving.copy, serving.engine)
+    print(f"  serving copy {directory}: checked in {time.perf_counter() - started:.1f} s")
+    if not found.ok:
+        if found.missing_batches:
+            why = f"lacks {len(found.missing_batches)} of {found.published} published batches"
+        else:
+            why = f"{len(found.differences)} (region, datasource, week) counts differ"
+        print(f"    {why}: rebuilding it from tripdata")
+        started = time.perf_counter()
+        rows = maintenance.rebuild(conn, serving.copy)
+        print(f"    rebuilt in {time.perf_counter() - started:.1f} s ({rows:,} trips)")
+        if not maintenance.check(conn, serving.copy, serving.engine).ok:
+            raise RuntimeError(f"the serving copy {directory} still differs after a rebuild")
+    print(f"    {files_bytes(directory) / 1e6:,.1f} MB on disk, equal to tripdata")
+    return serving
+
+
+class WarningRecorder(logging.Handler):
+    """Keeps the warnings tripflow logs (such as answering from PostGIS because the serving
+    copy lacks batches), so that a benchmark can tell it measured something else."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep one record's message."""
+        self.messages.append(record.getMessage())
+
+    @classmethod
+    def installed(cls) -> WarningRecorder:
+        """Return a recorder attached to tripflow's loggers."""
+        recorder = cls()
+        logging.getLogger("tripflow").addHandler(recorder)
+        return recorder
+
+    def take(self) -> list[str]:
+        """Return the messages kept since the last call, and forget them."""
+        messages, self.messages = self.messages, []
+        return messages

@@ -1,98 +1,71 @@
-"""Benchmark: tripflow's weekly average against a brute-force SQL reference, same answers.
+"""Benchmark: tripflow's weekly average against two baselines, with the same answers.
 
-For every question of the shared mix (benchmarks/queries_mix.py) it times
-`tripflow.warehouse.queries.weekly_average` (two warm-ups, then --repeat timed calls) and a
-reference: one plain SQL statement on `tripdata` that tests the box with ST_X/ST_Y BETWEEN
-(no GiST operator, so no spatial index), filters region, datasource and the range, groups by
-date_trunc('week') and builds the span of weeks itself, as DESIGN.md defines it. Both
-answers must agree exactly (span, per-week counts, trips); any difference exits 1.
+For every question of the shared mix (benchmarks/queries_mix.py: the fixed questions and
+the random boxes) it measures three ways of answering:
 
-Usage: .venv/bin/python benchmarks/query.py [--rows N] [--repeat 20] [--database-url URL]
+- tripflow: `tripflow.answers.weekly_average` with the benchmark's serving copy
+  (.bench/serving/<database>/, rebuilt from tripdata whenever it is missing or differs).
+  By default cold, the way the target is set: the question asked once to a fresh process
+  (benchmarks/cold_answer.py), so no cache of any kind helps; next to it, for reference,
+  the median of --repeat warm calls in this process after two warm-ups. With --warm, the
+  warm calls are the measurement (p50/p95 over all of them).
+- plain DuckDB (baselines.py): the trips in one DuckDB table in no useful order
+  (.bench/plain-duckdb/<database>.duckdb), one straightforward statement per question,
+  timed the same way as tripflow (cold, or warm with --warm).
+- brute force (baselines.REFERENCE_SQL): one plain SQL statement on tripdata that tests the
+  box with ST_X/ST_Y BETWEEN, --reference-repeat runs in this process (0 skips it).
+
+tripflow's answers must equal both baselines' exactly (span, per-week counts, trips), and
+its cold and warm answers each other; any difference exits 1.
+
+Usage: .venv/bin/python benchmarks/query.py [--rows N] [--repeat 20] [--reference-repeat 3]
+           [--warm] [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import duckdb
 import psycopg
-from common import chosen_database, scalar
-from queries_mix import MIX, Question, check_query_strings
+from baselines import (
+    BaselineAnswer,
+    open_plain_duckdb,
+    plain_weekly_average,
+    ready_plain_duckdb,
+    reference_weekly_average,
+)
+from cold_answer import ask_plain_duckdb, ask_tripflow
+from common import (
+    PLAIN_DUCKDB_HOME,
+    WarningRecorder,
+    bench_settings,
+    chosen_database,
+    database_name,
+    ready_serving,
+    scalar,
+)
+from queries_mix import FIXED, MIX, RANDOM, Question, check_query_strings
 
+from tripflow import answers
 from tripflow.warehouse.database import connect
-from tripflow.warehouse.queries import weekly_average
-from tripflow.weeks import AreaQuery, Match, WeeklyAverage
+from tripflow.weeks import WeeklyAverage
 
 WARM_UPS = 2
-# p95 targets of the whole mix, in milliseconds, by data set size.
-TARGET_P95_MS_UP_TO_10M = 50.0
+# Cold p95 targets of the whole mix, in milliseconds, by data set size.
+TARGET_P95_MS_UP_TO_10M = 25.0
 TARGET_P95_MS_ABOVE_10M = 100.0
 TEN_MILLION = 10_000_000
-
-# The definition, straight: bounds under region/datasource only (skipped when the range is
-# complete), the span as every Monday from the week of the lower bound to the week of the
-# last instant, and per-week counts of the matching trips. Every filter is a bound value; a
-# NULL switches it off, and a custom plan folds the switched-off tests away.
-REFERENCE_SQL = """
-WITH bounds AS (
-    SELECT
-        coalesce(%(start)s::timestamp, min(datetime)) AS lower,
-        coalesce(%(end)s::timestamp - interval '1 microsecond', max(datetime)) AS upper
-    FROM tripdata
-    WHERE (%(start)s::timestamp IS NULL OR %(end)s::timestamp IS NULL)
-      AND (%(region)s::text IS NULL OR region = %(region)s::text)
-      AND (%(datasource)s::text IS NULL OR datasource = %(datasource)s::text)
-),
-span AS (
-    SELECT monday::date AS week
-    FROM bounds,
-        generate_series(date_trunc('week', lower), date_trunc('week', upper), interval '7 days')
-            AS monday
-    WHERE lower <= upper
-),
-matching AS (
-    SELECT date_trunc('week', datetime)::date AS week, count(*) AS trips
-    FROM tripdata
-    WHERE (%(region)s::text IS NULL OR region = %(region)s::text)
-      AND (%(datasource)s::text IS NULL OR datasource = %(datasource)s::text)
-      AND (%(start)s::timestamp IS NULL OR datetime >= %(start)s::timestamp)
-      AND (%(end)s::timestamp IS NULL OR datetime < %(end)s::timestamp)
-      AND (
-          %(min_lon)s::float8 IS NULL
-          OR CASE %(match)s::text
-              WHEN 'both' THEN
-                  ST_X(origin_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                  AND ST_Y(origin_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8
-                  AND ST_X(destination_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                  AND ST_Y(destination_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8
-              WHEN 'origin' THEN
-                  ST_X(origin_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                  AND ST_Y(origin_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8
-              WHEN 'destination' THEN
-                  ST_X(destination_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                  AND ST_Y(destination_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8
-              WHEN 'either' THEN
-                  (ST_X(origin_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                   AND ST_Y(origin_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8)
-                  OR (ST_X(destination_coord) BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8
-                   AND ST_Y(destination_coord) BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8)
-          END
-      )
-    GROUP BY 1
-)
-SELECT
-    (SELECT coalesce(array_agg(week ORDER BY week), '{}') FROM span) AS weeks,
-    (SELECT coalesce(array_agg(coalesce(matching.trips, 0) ORDER BY span.week), '{}')
-     FROM span LEFT JOIN matching USING (week)) AS counts,
-    (SELECT coalesce(sum(trips), 0) FROM matching) AS all_matching
-"""
 
 SIZES_SQL = """
 SELECT c.relname, c.relkind, coalesce(i.indrelid::regclass::text, '') AS table_name,
@@ -104,21 +77,42 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm', 'i')
 ORDER BY c.relkind <> 'r', pg_total_relation_size(c.oid) DESC, c.relname
 """
 
+T = TypeVar("T")
+
 
 @dataclass
-class Timings:
-    """Milliseconds of the timed runs of one question, tripflow's and the reference's."""
+class Stores:
+    """Everything a question is asked through, and how it is timed."""
 
-    tripflow: list[float] = field(default_factory=list)
+    conn: psycopg.Connection[Any]
+    url: str
+    serving: answers.Serving
+    plain_path: Path
+    plain: duckdb.DuckDBPyConnection
+    threads: int
+    memory_limit: str
+    cold: bool
+    repeat: int
+    reference_repeat: int
+    warnings: WarningRecorder
+
+
+@dataclass
+class Measured:
+    """Milliseconds of one question per way of answering, and how the answers differed."""
+
+    question: Question
+    answer: WeeklyAverage | None = None
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    plain: list[float] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class ReferenceAnswer:
-    """The reference's answer, with the count of matching trips wherever they fell."""
-
-    answer: WeeklyAverage
-    all_matching: int
+    @property
+    def tripflow(self) -> list[float]:
+        """Return tripflow's measured runs: the cold one, or the warm ones with --warm."""
+        return self.cold or self.warm
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -130,44 +124,18 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[rank - 1]
 
 
-def reference_parameters(query: AreaQuery) -> dict[str, Any]:
-    """Return the bound values of REFERENCE_SQL for a question."""
-    box = query.bbox
-    return {
-        "start": query.start,
-        "end": query.end,
-        "region": query.region,
-        "datasource": query.datasource,
-        "min_lon": box.min_lon if box else None,
-        "min_lat": box.min_lat if box else None,
-        "max_lon": box.max_lon if box else None,
-        "max_lat": box.max_lat if box else None,
-        "match": str(query.match if box else Match.BOTH),
-    }
-
-
-def reference_weekly_average(conn: psycopg.Connection[Any], query: AreaQuery) -> ReferenceAnswer:
-    """Answer a question by brute force in one plain SQL statement."""
-    # Never prepared: each run is planned with its own values, the NULL switches folded away.
-    row = conn.execute(REFERENCE_SQL, reference_parameters(query), prepare=False).fetchone()
-    assert row is not None
-    weeks: list[date] = list(row[0])
-    counts = {week: int(trips) for week, trips in zip(weeks, row[1], strict=True) if trips}
-    return ReferenceAnswer(WeeklyAverage(query, weeks, counts), int(row[2]))
-
-
-def describe_differences(got: WeeklyAverage, expected: ReferenceAnswer) -> list[str]:
-    """Return how tripflow's answer differs from the reference's (empty if it does not)."""
+def describe_differences(got: WeeklyAverage, expected: BaselineAnswer, label: str) -> list[str]:
+    """Return how tripflow's answer differs from a baseline's (empty if it does not)."""
     want = expected.answer
     problems = []
     if want.trips != expected.all_matching:
         problems.append(
-            f"reference: {expected.all_matching} matching trips, {want.trips} inside the span"
+            f"{label}: {expected.all_matching} matching trips, {want.trips} inside the span"
         )
     if list(got.span) != list(want.span):
-        problems.append(f"span: tripflow {_span_text(got.span)}, reference {_span_text(want.span)}")
+        problems.append(f"span: tripflow {_span_text(got.span)}, {label} {_span_text(want.span)}")
     if got.trips != want.trips:
-        problems.append(f"trips: tripflow {got.trips}, reference {want.trips}")
+        problems.append(f"trips: tripflow {got.trips}, {label} {want.trips}")
     weeks = sorted(set(got.span) | set(want.span) | set(got.counts) | set(want.counts))
     differing = [
         f"{week}: {got.counts.get(week, 0)} vs {want.counts.get(week, 0)}"
@@ -176,9 +144,9 @@ def describe_differences(got: WeeklyAverage, expected: ReferenceAnswer) -> list[
     ]
     if differing:
         shown = ", ".join(differing[:8]) + (" ..." if len(differing) > 8 else "")
-        problems.append(f"{len(differing)} weekly counts differ (tripflow vs reference): {shown}")
+        problems.append(f"{len(differing)} weekly counts differ (tripflow vs {label}): {shown}")
     if got.to_json() != want.to_json() and not problems:
-        problems.append("the JSON answers differ")
+        problems.append(f"the JSON answers differ (tripflow vs {label})")
     return problems
 
 
@@ -188,42 +156,72 @@ def _span_text(span: Sequence[date]) -> str:
     return f"{span[0]}..{span[-1]} ({len(span)} weeks)"
 
 
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+def timed(call: Callable[[], T]) -> tuple[float, T]:
     """Run `call` once; return its milliseconds and its result."""
     started = time.perf_counter()
     result = call()
     return (time.perf_counter() - started) * 1000, result
 
 
-def benchmark_question(
-    conn: psycopg.Connection[Any], question: Question, repeat: int, reference_repeat: int
-) -> tuple[Timings, WeeklyAverage, ReferenceAnswer | None, list[str]]:
-    """Time one question both ways; return the timings, both answers and the differences."""
-    timings = Timings()
-    answers: list[WeeklyAverage] = []
-    for _ in range(WARM_UPS):
-        answers.append(weekly_average(conn, question.query))
+def repeated(call: Callable[[], T], repeat: int, times: list[float]) -> list[T]:
+    """Call `call` WARM_UPS times untimed, then `repeat` times timed into `times`; return
+    every result."""
+    results = [call() for _ in range(WARM_UPS)]
     for _ in range(repeat):
-        milliseconds, answer = timed(lambda: weekly_average(conn, question.query))
-        timings.tripflow.append(milliseconds)
-        answers.append(answer)
-    references: list[ReferenceAnswer] = []
-    for _ in range(reference_repeat):
-        milliseconds, reference = timed(lambda: reference_weekly_average(conn, question.query))
-        timings.reference.append(milliseconds)
+        milliseconds, result = timed(call)
+        times.append(milliseconds)
+        results.append(result)
+    return results
+
+
+def benchmark_question(stores: Stores, question: Question) -> Measured:
+    """Ask one question every way; return the timings and how the answers differ."""
+    query = question.query
+    measured = Measured(question)
+    ours: list[WeeklyAverage] = []
+    plain: list[BaselineAnswer] = []
+    warnings: list[str] = []
+    if stores.cold:
+        cold = ask_tripflow(stores.url, stores.serving.copy.directory, query)
+        measured.cold.append(cold.milliseconds)
+        ours.append(cold.answer)
+        warnings += cold.warnings
+        cold = ask_plain_duckdb(stores.plain_path, stores.threads, stores.memory_limit, query)
+        measured.plain.append(cold.milliseconds)
+        assert cold.all_matching is not None
+        plain.append(BaselineAnswer(cold.answer, cold.all_matching))
+    ours += repeated(
+        lambda: answers.weekly_average(stores.conn, query, serving=stores.serving),
+        stores.repeat,
+        measured.warm,
+    )
+    if not stores.cold:
+        plain += repeated(
+            lambda: plain_weekly_average(stores.plain, query), stores.repeat, measured.plain
+        )
+    references: list[BaselineAnswer] = []
+    # No warm-ups: a brute-force run takes seconds and the first is no slower than the rest.
+    for _ in range(stores.reference_repeat):
+        milliseconds, reference = timed(lambda: reference_weekly_average(stores.conn, query))
+        measured.reference.append(milliseconds)
         references.append(reference)
-    first = answers[0]
-    if not references:
-        # --reference-repeat 0: timings only, nothing to compare with.
-        return timings, first, None, []
-    expected = references[0]
-    problems = describe_differences(first, expected)
-    # Every run must give the same answer, not only the first.
-    if any(answer.to_json() != first.to_json() for answer in answers[1:]):
-        problems.append("tripflow's answers differ between runs")
-    if any(item != expected for item in references[1:]):
-        problems.append("the reference's answers differ between runs")
-    return timings, first, expected, problems
+
+    warnings += stores.warnings.take()
+    if warnings:
+        # The answers may still be right, but not from the serving copy this measures.
+        measured.problems += [f"tripflow warned: {message}" for message in warnings]
+    first = measured.answer = ours[0]
+    # Every run must give the same answer, cold or warm, not only the first.
+    if any(answer.to_json() != first.to_json() for answer in ours[1:]):
+        measured.problems.append("tripflow's answers differ between runs (cold and warm)")
+    measured.problems += describe_differences(first, plain[0], "plain DuckDB")
+    if any(item != plain[0] for item in plain[1:]):
+        measured.problems.append("plain DuckDB's answers differ between runs")
+    if references:
+        measured.problems += describe_differences(first, references[0], "brute force")
+        if any(item != references[0] for item in references[1:]):
+            measured.problems.append("brute force's answers differ between runs")
+    return measured
 
 
 def print_sizes(conn: psycopg.Connection[Any]) -> int:
@@ -242,24 +240,105 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.1f}"
+
+
+def _ratio(slower: float, faster: float) -> str:
+    if math.isnan(slower) or math.isnan(faster) or faster <= 0:
+        return "-"
+    return f"{slower / faster:,.1f}x"
+
+
 def target_p95_ms(rows: int) -> float:
-    """Return the p95 target of the mix for a data set of `rows` trips."""
+    """Return the cold p95 target of the mix for a data set of `rows` trips."""
     return TARGET_P95_MS_UP_TO_10M if rows <= TEN_MILLION else TARGET_P95_MS_ABOVE_10M
 
 
+def print_row(measured: Measured, width: int, cold: bool) -> None:
+    """Print one question's answer size, timings and ratios."""
+    assert measured.answer is not None
+    ours = percentile(measured.tripflow, 50)
+    second = statistics.median(measured.warm) if cold else percentile(measured.warm, 95)
+    plain = percentile(measured.plain, 50)
+    brute = percentile(measured.reference, 50)
+    flag = "  MISMATCH" if measured.problems else ""
+    print(
+        f"{measured.question.name:{width}s} {measured.answer.trips:>10,} "
+        f"{measured.answer.weeks:>5} {_ms(ours):>9s} {_ms(second):>9s} {_ms(plain):>9s} "
+        f"{_ms(brute):>9s} {_ratio(plain, ours):>9s} {_ratio(brute, ours):>9s}{flag}",
+        flush=True,
+    )
+
+
+def print_summary(results: list[Measured], cold: bool, rows: int) -> None:
+    """Print p50/p95 of the whole mix per way of answering, their ratios and the target."""
+    pooled: dict[str, list[float]] = {
+        "tripflow": [ms for item in results for ms in item.tripflow],
+        "warm": [ms for item in results for ms in item.warm],
+        "plain": [ms for item in results for ms in item.plain],
+        "brute": [ms for item in results for ms in item.reference],
+    }
+    p50 = {name: percentile(values, 50) for name, values in pooled.items()}
+    p95 = {name: percentile(values, 95) for name, values in pooled.items()}
+    how = "cold (one fresh process per question)" if cold else "warm (in this process)"
+    print(
+        f"\nwhole mix: {len(results)} questions ({len(FIXED)} fixed, {len(RANDOM)} random "
+        f"boxes); tripflow and plain DuckDB {how}"
+    )
+    print(f"  {'':26s} {'runs':>6s} {'p50 ms':>9s} {'p95 ms':>9s}")
+    labels = {
+        "tripflow": f"tripflow {'cold' if cold else 'warm'}",
+        "warm": "tripflow warm (reference)",
+        "plain": f"plain DuckDB {'cold' if cold else 'warm'}",
+        "brute": "brute force (PostGIS)",
+    }
+    for name, label in labels.items():
+        if name == "warm" and not cold:
+            continue
+        print(f"  {label:26s} {len(pooled[name]):>6} {_ms(p50[name]):>9s} {_ms(p95[name]):>9s}")
+    for name, label in (("plain", "plain DuckDB"), ("brute", "brute force")):
+        print(
+            f"  {label} / tripflow: p50 {_ratio(p50[name], p50['tripflow'])}, "
+            f"p95 {_ratio(p95[name], p95['tripflow'])}"
+        )
+    for part, questions in (("fixed", FIXED), ("random", RANDOM)):
+        names = {item.name for item in questions}
+        values = [ms for item in results if item.question.name in names for ms in item.tripflow]
+        print(
+            f"  tripflow, {len(questions)} {part} questions: p50 {_ms(percentile(values, 50))} "
+            f"ms, p95 {_ms(percentile(values, 95))} ms"
+        )
+    target = target_p95_ms(rows)
+    verdict = "PASS" if p95["tripflow"] <= target else "SHORT"
+    size = "10M" if rows <= TEN_MILLION else "100M"
+    print(
+        f"  target: cold p95 <= {target:.0f} ms at {size} ({rows:,} trips here): "
+        f"{'' if cold else 'warm, not cold: '}p95 {_ms(p95['tripflow'])} ms -> {verdict}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the query benchmark; return 1 if any answer differs from the reference."""
+    """Run the query benchmark; return 1 if any answer differs."""
     parser = argparse.ArgumentParser(
-        description="Weekly average: tripflow against a brute-force SQL reference."
+        description="Weekly average: tripflow (cold) against plain DuckDB and brute force."
     )
     parser.add_argument("--rows", type=int, default=TEN_MILLION, help="trips in the data set")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated data set")
-    parser.add_argument("--repeat", type=int, default=20, help="timed runs per question")
+    parser.add_argument(
+        "--repeat", type=int, default=20, help="timed warm runs per question (after 2 warm-ups)"
+    )
     parser.add_argument(
         "--reference-repeat",
         type=int,
         default=3,
-        help="timed reference runs per question (0: time tripflow only, compare nothing)",
+        help="timed brute-force runs per question (0: skip brute force; answers are still "
+        "compared with plain DuckDB)",
+    )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="measure repeated warm calls in this process instead of one cold process per question",
     )
     parser.add_argument(
         "--database-url", help="benchmark this existing database instead of a generated one"
@@ -270,61 +349,72 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check_query_strings(MIX)
     url = chosen_database(args.database_url, args.rows, args.seed, "query benchmark")
-
-    mismatches: dict[str, list[str]] = {}
-    all_timings: dict[str, Timings] = {}
+    settings = bench_settings()
+    cold = not args.warm
+    results: list[Measured] = []
     with closing(connect(url, autocommit=True)) as conn:
         rows = print_sizes(conn)
+        print()
+        serving = ready_serving(conn, url)
+        plain_path = PLAIN_DUCKDB_HOME / f"{database_name(url)}.duckdb"
+        started = time.perf_counter()
+        ready_plain_duckdb(conn, plain_path)
         print(
-            f"\n{len(MIX)} questions; tripflow: {WARM_UPS} warm-ups + {args.repeat} timed runs "
-            f"each; reference: {args.reference_repeat} timed runs each\n"
+            f"  plain DuckDB {plain_path}: ready in {time.perf_counter() - started:.1f} s, "
+            f"{plain_path.stat().st_size / 1e6:,.1f} MB on disk"
         )
-        header = (
-            f"{'question':30s} {'trips':>10s} {'weeks':>5s} {'p50 ms':>8s} {'p95 ms':>8s} "
-            f"{'ref p50 ms':>10s} {'speedup':>8s}"
+        plain = open_plain_duckdb(
+            plain_path, settings.serving_threads, settings.serving_memory_limit
         )
-        print(header)
-        print("-" * len(header))
-        for question in MIX:
-            timings, answer, _, problems = benchmark_question(
-                conn, question, args.repeat, args.reference_repeat
+        stores = Stores(
+            conn,
+            url,
+            serving,
+            plain_path,
+            plain,
+            settings.serving_threads,
+            settings.serving_memory_limit,
+            cold=cold,
+            repeat=args.repeat,
+            reference_repeat=args.reference_repeat,
+            warnings=WarningRecorder.installed(),
+        )
+        with closing(plain):
+            timing = (
+                f"cold: one fresh process per question; warm ms: median of {args.repeat} runs"
+                if cold
+                else f"warm: {args.repeat} runs"
             )
-            all_timings[question.name] = timings
-            ours, theirs = percentile(timings.tripflow, 50), percentile(timings.reference, 50)
-            flag = "  MISMATCH" if problems else ""
             print(
-                f"{question.name:30s} {answer.trips:>10,} {answer.weeks:>5} {ours:>8.2f} "
-                f"{percentile(timings.tripflow, 95):>8.2f} {theirs:>10.2f} "
-                f"{theirs / ours:>7.1f}x{flag}",
-                flush=True,
+                f"\n{len(MIX)} questions; tripflow and plain DuckDB {timing} in this process "
+                f"after {WARM_UPS} warm-ups; brute force: {args.reference_repeat} runs each\n"
             )
-            if problems:
-                mismatches[question.name] = problems
+            width = max(len(item.name) for item in MIX)
+            first, second = ("cold ms", "warm ms") if cold else ("p50 ms", "p95 ms")
+            header = (
+                f"{'question':{width}s} {'trips':>10s} {'weeks':>5s} {first:>9s} {second:>9s} "
+                f"{'plain ms':>9s} {'brute ms':>9s} {'plain/tf':>9s} {'brute/tf':>9s}"
+            )
+            print(header)
+            print("-" * len(header))
+            for question in MIX:
+                measured = benchmark_question(stores, question)
+                results.append(measured)
+                print_row(measured, width, cold)
 
-    ours_all = [ms for timings in all_timings.values() for ms in timings.tripflow]
-    theirs_all = [ms for timings in all_timings.values() for ms in timings.reference]
-    p50, p95 = percentile(ours_all, 50), percentile(ours_all, 95)
-    ref_p50, ref_p95 = percentile(theirs_all, 50), percentile(theirs_all, 95)
-    target = target_p95_ms(args.rows if not args.database_url else rows)
-    print(f"\nwhole mix ({len(ours_all)} tripflow runs, {len(theirs_all)} reference runs):")
-    print(f"  tripflow   p50 {p50:9.2f} ms   p95 {p95:9.2f} ms")
-    print(f"  reference  p50 {ref_p50:9.2f} ms   p95 {ref_p95:9.2f} ms")
-    print(f"  reference / tripflow: p50 {ref_p50 / p50:.1f}x, p95 {ref_p95 / p95:.1f}x")
-    verdict = "PASS" if p95 <= target else "SHORT"
-    print(f"  target: p95 <= {target:.0f} ms at {rows:,} rows -> {verdict}")
-
-    if not theirs_all:
-        print("\nno reference runs (--reference-repeat 0): answers not compared")
-        return 0
+    print_summary(results, cold, rows)
+    mismatches = [item for item in results if item.problems]
     if mismatches:
-        print(f"\n{len(mismatches)} questions answered differently from the reference:")
-        for name, problems in mismatches.items():
-            query = next(item.query for item in MIX if item.name == name)
-            print(f"  {name}: {query.to_json()}")
-            for problem in problems:
+        print(f"\n{len(mismatches)} questions answered differently:")
+        for item in mismatches:
+            print(f"  {item.question.name}: {item.question.query.to_json()}")
+            for problem in item.problems:
                 print(f"    {problem}")
         return 1
-    print(f"\nall {len(MIX)} answers identical to the reference")
+    compared = "plain DuckDB and brute force" if args.reference_repeat else "plain DuckDB"
+    print(f"\nall {len(MIX)} tripflow answers identical to {compared}")
+    if not args.reference_repeat:
+        print("(no brute-force runs: --reference-repeat 0)")
     return 0
 
 

@@ -61,7 +61,12 @@ class Settings(BaseSettings):
     )
     serving_memory_limit: str = Field(
         default="512MB",
-        description="DuckDB memory limit per process reading or writing the serving copy.",
+        description="DuckDB memory limit of each process answering from the serving copy.",
+    )
+    serving_write_memory_limit: str = Field(
+        default="2GB",
+        description="DuckDB memory limit of a publish writing its batch to the serving copy "
+        "(it sorts the batch three ways; beyond the limit DuckDB spills to disk).",
     )
     serving_threads: int = Field(
         default=2, ge=1, description="DuckDB threads per process reading or writing the copy."

@@ -1,12 +1,12 @@
 """The serving copy on disk: segments of sorted trips, each with a manifest of its batches.
 
-A segment is `<name>.duckdb` (absent when it holds no rows), a DuckDB database file of
-table `trips` and table `names`, and `<name>.json`, the
-manifest: the batches it holds and its row count. The manifest is written last, by an
-atomic rename, so a segment exists for readers only once its rows are complete. Nothing is
-ever changed in place: a batch written again (a publish retried after a crash) replaces
-its segment whole, and a rebuild writes one new segment for every batch, then removes the
-old ones.
+A segment is `<name>.duckdb` (absent when it holds no rows), a DuckDB database file with
+the rows sorted three ways (sql/write_segment.duckdb.sql) and the names behind its region
+and datasource codes, and `<name>.json`, the manifest: the batches it holds and its row
+count. The manifest is written last, by an atomic rename, so a segment exists for readers
+only once its rows are complete. Nothing is ever changed in place: a batch written again
+(a publish retried after a crash) replaces its segment whole, and a rebuild writes one new
+segment for every batch, then removes the old ones.
 
 Which segments a reader uses is decided by PostgreSQL: `cover` takes the batches a
 snapshot says are published and returns segments holding exactly those, or None when the
@@ -86,7 +86,7 @@ class Segment:
 class ServingCopy:
     """The segments under one directory (on the API host's local disk)."""
 
-    def __init__(self, directory: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+    def __init__(self, directory: Path, *, memory_limit: str = "2GB", threads: int = 2) -> None:
         self.directory = directory
         self.memory_limit = memory_limit
         self.threads = threads
@@ -98,7 +98,7 @@ class ServingCopy:
         """Return the copy the settings name."""
         return cls(
             settings.serving_dir_path,
-            memory_limit=settings.serving_memory_limit,
+            memory_limit=settings.serving_write_memory_limit,
             threads=settings.serving_threads,
         )
 
@@ -172,20 +172,22 @@ class ServingCopy:
                 )
                 chunk.unlink()
 
-        return self._write(name, batches, fill)
+        return self._prepare(fill).commit(name, batches)
 
-    def write_dataset(
-        self,
-        name: str,
-        batches: Collection[int],
-        dataset: pads.Dataset,
-        skipped_keys: Collection[str] = (),
-    ) -> Segment:
-        """Write the rows of an Arrow dataset (a batch's trusted Parquet) as segment `name`,
-        leaving out the trips whose trip_key (32 lowercase hex digits) is in `skipped_keys`."""
+    def prepare_parquet(
+        self, source: pads.Dataset | list[Path], skipped_keys: Collection[str] = ()
+    ) -> Prepared:
+        """Write the rows of Parquet files (a batch's trusted Parquet: local paths, or an
+        Arrow dataset on any filesystem) as a segment not yet visible to readers, leaving
+        out the trips whose trip_key (32 lowercase hex digits) is in `skipped_keys`."""
 
         def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
-            duck.register("source", dataset)
+            if isinstance(source, list):
+                # DuckDB reads local Parquet itself, in parallel.
+                files = ", ".join(_duck_literal(str(path)) for path in source)
+                duck.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet([{files}])")
+            else:
+                duck.register("source", source)
             columns = ", ".join(_COLUMNS)
             if skipped_keys:
                 duck.execute("CREATE TEMP TABLE skipped (trip_key VARCHAR)")
@@ -197,16 +199,10 @@ class ServingCopy:
                 )
             else:
                 duck.execute(f"CREATE TABLE incoming AS SELECT {columns} FROM source")
-            duck.unregister("source")
 
-        return self._write(name, batches, fill)
+        return self._prepare(fill)
 
-    def _write(
-        self,
-        name: str,
-        batches: Collection[int],
-        fill: Callable[[duckdb.DuckDBPyConnection, Path], None],
-    ) -> Segment:
+    def _prepare(self, fill: Callable[[duckdb.DuckDBPyConnection, Path], None]) -> Prepared:
         self.directory.mkdir(parents=True, exist_ok=True)
         work = self.directory / f".work-{uuid.uuid4().hex}"
         work.mkdir()
@@ -216,15 +212,15 @@ class ServingCopy:
                 row = duck.execute("SELECT count(*) FROM incoming").fetchone()
                 rows = int(row[0]) if row else 0
                 if rows:
-                    partial = work / "segment.duckdb"
-                    duck.execute(f"ATTACH {_duck_literal(str(partial))} AS segment")
+                    target = _duck_literal(str(work / "segment.duckdb"))
+                    duck.execute(f"ATTACH {target} AS segment")
                     duck.execute(load_statement("write_segment.duckdb"))
                     duck.execute("DETACH segment")
-                    _sync_file(partial)
-                    os.replace(partial, self.directory / f"{name}{DATA_SUFFIX}")
-            return self._publish_manifest(name, batches, rows)
-        finally:
+            (work / "incoming.duckdb").unlink(missing_ok=True)
+            return Prepared(self, work, rows)
+        except BaseException:
             shutil.rmtree(work, ignore_errors=True)
+            raise
 
     @contextmanager
     def _writer(self, work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -237,7 +233,8 @@ class ServingCopy:
             duck.execute(load_statement("morton.duckdb"))
             yield duck
 
-    def _publish_manifest(self, name: str, batches: Collection[int], rows: int) -> Segment:
+    def publish_manifest(self, name: str, batches: Collection[int], rows: int) -> Segment:
+        """Make a segment whose data file is in place visible to readers."""
         manifest = self.directory / f"{name}.json"
         identity = uuid.uuid4().hex
         content = {
@@ -285,6 +282,30 @@ class ServingCopy:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+@dataclass
+class Prepared:
+    """A segment's rows written in a work directory, not yet visible to readers."""
+
+    copy: ServingCopy
+    work: Path
+    rows: int
+
+    def commit(self, name: str, batches: Collection[int]) -> Segment:
+        """Move the rows into place as segment `name` holding `batches`, then publish it."""
+        try:
+            if self.rows:
+                data = self.work / "segment.duckdb"
+                _sync_file(data)
+                os.replace(data, self.copy.directory / f"{name}{DATA_SUFFIX}")
+            return self.copy.publish_manifest(name, batches, self.rows)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the work directory and what is left in it."""
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def batch_segment_name(batch_id: int) -> str:

@@ -31,15 +31,26 @@ from tripflow.weeks import BBox, Match
 GroupKey = tuple[str, str, date]
 
 
+# Each segment holds its rows sorted by place of the origin and of the destination, and
+# their times alone sorted by time (for questions without a box).
+TABLES = {"origin": "trips", "destination": "trips_by_destination", "time": "trips_by_time"}
+
+
 @dataclass(frozen=True)
 class Condition:
-    """A conjunction of comparisons on point columns, as SQL with its bound values."""
+    """A conjunction of comparisons on point columns, as SQL with its bound values, and the
+    end whose sorted table prunes it best."""
 
     text: str
     values: tuple[float, ...]
+    end: str = "origin"
 
     def __and__(self, other: Condition) -> Condition:
-        return Condition(f"{self.text} AND {other.text}", self.values + other.values)
+        return Condition(f"{self.text} AND {other.text}", self.values + other.values, self.end)
+
+    def on(self, end: str) -> Condition:
+        """Return the same condition, read from the table sorted by `end`."""
+        return Condition(self.text, self.values, end)
 
 
 def inside(end: str, box: BBox) -> Condition:
@@ -47,6 +58,7 @@ def inside(end: str, box: BBox) -> Condition:
     return Condition(
         f"{end}_lon BETWEEN ? AND ? AND {end}_lat BETWEEN ? AND ?",
         (box.min_lon, box.max_lon, box.min_lat, box.max_lat),
+        end,
     )
 
 
@@ -55,19 +67,17 @@ def outside(end: str, box: BBox, extent: Extent) -> list[Condition]:
     points does not reach are left out."""
     strips = []
     if extent.min_lon < box.min_lon:
-        strips.append(Condition(f"{end}_lon < ?", (box.min_lon,)))
+        strips.append(Condition(f"{end}_lon < ?", (box.min_lon,), end))
     if extent.max_lon > box.max_lon:
-        strips.append(Condition(f"{end}_lon > ?", (box.max_lon,)))
+        strips.append(Condition(f"{end}_lon > ?", (box.max_lon,), end))
     if max(extent.min_lon, box.min_lon) <= min(extent.max_lon, box.max_lon):
         between = f"{end}_lon BETWEEN ? AND ?"
         if extent.min_lat < box.min_lat:
-            strips.append(
-                Condition(f"{between} AND {end}_lat < ?", (box.min_lon, box.max_lon, box.min_lat))
-            )
+            values = (box.min_lon, box.max_lon, box.min_lat)
+            strips.append(Condition(f"{between} AND {end}_lat < ?", values, end))
         if extent.max_lat > box.max_lat:
-            strips.append(
-                Condition(f"{between} AND {end}_lat > ?", (box.min_lon, box.max_lon, box.max_lat))
-            )
+            values = (box.min_lon, box.max_lon, box.max_lat)
+            strips.append(Condition(f"{between} AND {end}_lat > ?", values, end))
     return strips
 
 
@@ -94,8 +104,10 @@ def missing_terms(
     if match is Match.DESTINATION:
         return destination_out
     if match is Match.BOTH:
+        # Origin inside and destination outside: the destination's strips are what is
+        # selective when the box covers most of the points.
         origin_in = inside("origin", box)
-        return origin_out + [origin_in & strip for strip in destination_out]
+        return origin_out + [(origin_in & strip).on("destination") for strip in destination_out]
     return [first & second for first in origin_out for second in destination_out]
 
 
@@ -196,7 +208,7 @@ class Engine:
             matching = (
                 matching_terms(query.match, query.bbox)
                 if query.bbox is not None
-                else [(1, Condition("TRUE", ()))]
+                else [(1, Condition("TRUE", (), "time"))]
             )
             terms += [("scan", sign, plan.scan, condition) for sign, condition in matching]
         if plan.complement and query.bbox is not None:
@@ -267,7 +279,7 @@ def _select(
     values += condition.values
     text = (
         f"SELECT {int(term)} AS term, {int(number)} AS segment, region, datasource, week,"
-        f" count(*) AS trips FROM {segment.alias}.trips WHERE "
+        f" count(*) AS trips FROM {segment.alias}.{TABLES[condition.end]} WHERE "
         + " AND ".join(filters)
         + " GROUP BY ALL"
     )

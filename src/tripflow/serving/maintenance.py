@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow.dataset as pads
@@ -27,7 +30,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from tripflow.lake import Lake, trusted_dir
-from tripflow.serving.copy import ServingCopy, batch_segment_name, load_statement
+from tripflow.serving.copy import Prepared, ServingCopy, batch_segment_name, load_statement
 from tripflow.serving.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -50,37 +53,76 @@ def snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
 
 
-@dataclass
 class BatchWriter:
-    """Writes a publishing batch's segment from the batch's trusted Parquet in the lake."""
+    """Writes a publishing batch's segment from the batch's trusted Parquet in the lake.
 
-    copy: ServingCopy
-    lake: Lake
+    `begin` starts writing while PostgreSQL runs the publish statement (a single core
+    busy there; DuckDB's sorts use the other), `write_batch` waits for it and makes the
+    segment visible before the publish commits."""
+
+    def __init__(self, copy: ServingCopy, lake: Lake) -> None:
+        self.copy = copy
+        self.lake = lake
+        self._pending: dict[int, Future[Prepared]] = {}
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-copy")
+
+    def _source(self, batch_id: int) -> pads.Dataset | list[Path]:
+        directory = self.lake.full_path(trusted_dir(batch_id))
+        if urlsplit(self.lake.url).scheme in ("", "file"):
+            return sorted(Path(directory).rglob("*.parquet"))
+        return pads.dataset(directory, filesystem=self.lake.fs, format="parquet")
+
+    def begin(self, batch_id: int) -> None:
+        """Start writing the batch's rows, all of them, in the background."""
+        self.abandon(batch_id)
+        self._pending[batch_id] = self._workers.submit(
+            self.copy.prepare_parquet, self._source(batch_id)
+        )
+
+    def abandon(self, batch_id: int) -> None:
+        """Drop what `begin` wrote for the batch (its publish did not happen)."""
+        pending = self._pending.pop(batch_id, None)
+        if pending is not None:
+            pending.add_done_callback(_discard)
 
     def write_batch(
         self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
     ) -> None:
-        """Write the segment of a batch whose rows the caller's transaction just inserted.
+        """Make visible the segment of a batch whose rows the caller's transaction just
+        inserted.
 
-        Staging holds exactly the trusted Parquet's rows (publish checked the count);
-        trips that were already stored were not inserted and are left out by key."""
-        skipped: list[str] = []
-        if not all_inserted:
-            # Keys as 32 lowercase hex digits, as the Spark job writes them (uuid.hex).
-            skipped = [
-                uuid.UUID(str(row[0])).hex
-                for row in conn.execute(
-                    "SELECT s.trip_key FROM staging_tripdata AS s"
-                    " WHERE s.batch_id = %(batch_id)s AND NOT EXISTS ("
-                    "SELECT 1 FROM tripdata AS t"
-                    " WHERE t.trip_key = s.trip_key AND t.batch_id = s.batch_id)",
-                    {"batch_id": batch_id},
-                )
-            ]
-        dataset = pads.dataset(
-            self.lake.full_path(trusted_dir(batch_id)), filesystem=self.lake.fs, format="parquet"
+        Staging holds exactly the trusted Parquet's rows (publish checked the count); when
+        some trips were already stored they were not inserted, and the segment is written
+        again without them."""
+        pending = self._pending.pop(batch_id, None)
+        prepared = pending.result() if pending is not None else None
+        if prepared is None or not all_inserted:
+            if prepared is not None:
+                prepared.discard()
+            prepared = self.copy.prepare_parquet(
+                self._source(batch_id), [] if all_inserted else _skipped_keys(conn, batch_id)
+            )
+        prepared.commit(batch_segment_name(batch_id), [batch_id])
+
+
+def _discard(pending: Future[Prepared]) -> None:
+    if pending.exception() is None:
+        pending.result().discard()
+
+
+def _skipped_keys(conn: psycopg.Connection[Any], batch_id: int) -> list[str]:
+    """Keys of the batch's staged trips that an earlier batch had stored, as 32 lowercase
+    hex digits (the Spark job's form)."""
+    return [
+        uuid.UUID(str(row[0])).hex
+        for row in conn.execute(
+            "SELECT s.trip_key FROM staging_tripdata AS s"
+            " WHERE s.batch_id = %(batch_id)s AND NOT EXISTS ("
+            "SELECT 1 FROM tripdata AS t"
+            " WHERE t.trip_key = s.trip_key AND t.batch_id = s.batch_id)",
+            {"batch_id": batch_id},
         )
-        self.copy.write_dataset(batch_segment_name(batch_id), [batch_id], dataset, skipped)
+    ]
 
 
 def sync(conn: psycopg.Connection[Any], copy: ServingCopy) -> list[int]:

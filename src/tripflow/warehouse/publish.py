@@ -42,6 +42,12 @@ class StagingLost(RuntimeError):
 class SegmentWriter(Protocol):
     """Writes a publishing batch's rows to the serving copy (tripflow.serving)."""
 
+    def begin(self, batch_id: int) -> None:
+        """Start writing the batch's staged rows, before the publish statement runs."""
+
+    def abandon(self, batch_id: int) -> None:
+        """Drop what `begin` wrote (the publish did not happen)."""
+
     def write_batch(
         self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
     ) -> None:
@@ -58,6 +64,15 @@ def publish_batch(
     with the rows, so a crash leaves either all of it or none. With `serving`, the batch's
     segment of the serving copy is written before the commit: readers take a segment
     only for a batch PostgreSQL says is published, so both stores show the batch at once."""
+    try:
+        return _publish(conn, batch_id, serving)
+    except BaseException:
+        if serving is not None:
+            serving.abandon(batch_id)
+        raise
+
+
+def _publish(conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWriter | None) -> bool:
     with conn.transaction():
         row = conn.execute(
             "SELECT status, rows_staged FROM ingestion_batch WHERE batch_id = %s FOR UPDATE",
@@ -77,6 +92,8 @@ def publish_batch(
         # only. With the 64 MB default a publish of 10M into 30M ran 16+ minutes before it
         # was stopped; with this it took 371 s (the two were not split further).
         conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
+        if serving is not None:
+            _begin_segment(serving, batch_id)
         rebuild = worth_rebuilding(conn, sum(staged.values()))
         rebuilt = _drop_indexes(conn) if rebuild else []
         statement = sql.SQL(load_sql("publish_batch")).format(
@@ -105,6 +122,14 @@ def publish_batch(
         clear_staging(conn, batch_id)
         set_status(conn, batch_id, Status.PUBLISHED)
     return True
+
+
+def _begin_segment(serving: SegmentWriter, batch_id: int) -> None:
+    try:
+        serving.begin(batch_id)
+    except Exception as error:
+        # write_batch tries again from the start; a failure there is only logged.
+        log.warning("batch %s: serving copy not started (%s)", batch_id, error)
 
 
 def _write_segment(

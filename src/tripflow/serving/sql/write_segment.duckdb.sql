@@ -28,3 +28,17 @@ JOIN segment.names AS regions
 JOIN segment.names AS datasources
     ON datasources.kind = 'datasource' AND datasources.name = incoming.datasource
 ORDER BY regions.code, morton(incoming.origin_lon, incoming.origin_lat), incoming.datetime;
+
+-- The same rows sorted by place of the destination: a box on destinations reads only the
+-- row groups it touches there too.
+CREATE TABLE segment.trips_by_destination AS
+SELECT *
+FROM segment.trips
+ORDER BY region, morton(destination_lon, destination_lat), datetime;
+
+-- Region, datasource and time alone, sorted by time: a question without a box whose range
+-- cuts weeks reads only the row groups of the cut days.
+CREATE TABLE segment.trips_by_time AS
+SELECT region, datasource, week, datetime
+FROM segment.trips
+ORDER BY region, datetime;

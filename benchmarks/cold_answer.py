@@ -1,0 +1,157 @@
+"""One weekly-average question answered by a fresh Python process, only the answer timed.
+
+The query benchmark (query.py) runs this script once per question and store, so nothing an
+earlier question left helps: no answer cache, no attached segment, no listing of published
+batches, no statement prepared. Imports, the PostgreSQL connection and the Serving object
+are made before the clock starts; everything the question's first call does after that
+(attaching the copy's segments, reading the published batches, opening the plain DuckDB
+file) is timed. The OS page cache and PostgreSQL's shared buffers stay as earlier runs
+left them: "cold" means a fresh process, not a cold machine.
+
+Prints one JSON line: {"ms": ..., "answer": <the answer as the API sends it>,
+"all_matching": <matching trips wherever they fell, or null>, "warnings": [what tripflow
+logged, such as answering from PostGIS because the copy lacks batches]}.
+
+Usage: cold_answer.py tripflow DATABASE_URL SERVING_DIR QUESTION_JSON
+       cold_answer.py plain-duckdb DUCKDB_FILE THREADS MEMORY_LIMIT QUESTION_JSON
+(QUESTION_JSON: AreaQuery.to_json(), the question as the API echoes it.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from tripflow.weeks import AreaQuery, BBox, Match, WeeklyAverage
+
+TRIPFLOW = "tripflow"
+PLAIN_DUCKDB = "plain-duckdb"
+
+
+@dataclass(frozen=True)
+class ColdAnswer:
+    """What one fresh process measured and answered."""
+
+    milliseconds: float
+    answer: WeeklyAverage
+    all_matching: int | None
+    warnings: list[str]
+
+
+def ask_tripflow(database_url: str, serving_dir: Path, query: AreaQuery) -> ColdAnswer:
+    """Answer a question through tripflow's serving copy in a fresh process."""
+    return _ask([TRIPFLOW, database_url, str(serving_dir)], query)
+
+
+def ask_plain_duckdb(path: Path, threads: int, memory_limit: str, query: AreaQuery) -> ColdAnswer:
+    """Answer a question from the plain DuckDB database in a fresh process."""
+    return _ask([PLAIN_DUCKDB, str(path), str(threads), memory_limit], query)
+
+
+def _ask(arguments: list[str], query: AreaQuery) -> ColdAnswer:
+    command = [sys.executable, str(Path(__file__).resolve()), *arguments]
+    completed = subprocess.run(
+        [*command, json.dumps(query.to_json())], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command[1:3])} exited with {completed.returncode}:\n{completed.stderr}"
+        )
+    result = json.loads(completed.stdout.splitlines()[-1])
+    return ColdAnswer(
+        float(result["ms"]),
+        answer_from_json(query, result["answer"]),
+        result["all_matching"],
+        list(result["warnings"]),
+    )
+
+
+def answer_from_json(query: AreaQuery, content: dict[str, Any]) -> WeeklyAverage:
+    """Return the WeeklyAverage whose API JSON is `content`."""
+    series = content["series"]
+    span = [date.fromisoformat(item["week_start"]) for item in series]
+    counts = {date.fromisoformat(item["week_start"]): int(item["trips"]) for item in series}
+    return WeeklyAverage(query, span, {week: trips for week, trips in counts.items() if trips})
+
+
+def query_from_json(content: dict[str, Any]) -> AreaQuery:
+    """Return the AreaQuery whose API echo (AreaQuery.to_json) is `content`."""
+    start, end = (
+        datetime.fromisoformat(content[name]) if content[name] else None for name in ("from", "to")
+    )
+    return AreaQuery(
+        bbox=BBox(*content["bbox"]) if content["bbox"] else None,
+        region=content["region"],
+        datasource=content["datasource"],
+        start=start,
+        end=end,
+        match=Match(content["match"]),
+    )
+
+
+def answer_tripflow(database_url: str, serving_dir: str, query: AreaQuery) -> dict[str, Any]:
+    """Time tripflow's answer to one question; return the result line."""
+    # Imported here, not at the top: a run starts two processes per question, and the
+    # plain DuckDB one needs none of tripflow's serving machinery.
+    from common import WarningRecorder, open_serving
+
+    from tripflow import answers
+    from tripflow.warehouse.database import connect
+
+    recorder = WarningRecorder.installed()
+    serving = open_serving(Path(serving_dir))
+    with connect(database_url, autocommit=True) as conn:
+        started = time.perf_counter()
+        answer = answers.weekly_average(conn, query, serving=serving)
+        milliseconds = (time.perf_counter() - started) * 1000
+    return {
+        "ms": milliseconds,
+        "answer": answer.to_json(),
+        "all_matching": None,
+        "warnings": recorder.take(),
+    }
+
+
+def answer_plain_duckdb(
+    path: str, threads: str, memory_limit: str, query: AreaQuery
+) -> dict[str, Any]:
+    """Time the plain DuckDB baseline's answer to one question; return the result line."""
+    from baselines import open_plain_duckdb, plain_weekly_average
+
+    started = time.perf_counter()
+    with open_plain_duckdb(Path(path), int(threads), memory_limit) as duck:
+        found = plain_weekly_average(duck, query)
+    milliseconds = (time.perf_counter() - started) * 1000
+    return {
+        "ms": milliseconds,
+        "answer": found.answer.to_json(),
+        "all_matching": found.all_matching,
+        "warnings": [],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Answer the question the arguments name; print the result line."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    store, rest = (arguments[0], arguments[1:-1]) if arguments else ("", [])
+    if (store, len(rest)) not in ((TRIPFLOW, 2), (PLAIN_DUCKDB, 3)):
+        print(__doc__, file=sys.stderr)
+        return 2
+    query = query_from_json(json.loads(arguments[-1]))
+    if store == TRIPFLOW:
+        result = answer_tripflow(rest[0], rest[1], query)
+    else:
+        result = answer_plain_duckdb(rest[0], rest[1], rest[2], query)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
