@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="DuckDB memory limit of a publish writing its batch to the serving copy "
         "(it sorts the batch three ways; beyond the limit DuckDB spills to disk).",
     )
+    serving_max_segments: int = Field(
+        default=8,
+        ge=2,
+        description="Segments of the serving copy in use beyond which the smaller half is "
+        "merged into one after an ingest (each segment is one more scan per count).",
+    )
     serving_threads: int = Field(
         default=2, ge=1, description="DuckDB threads per process reading or writing the copy."
     )

@@ -283,4 +283,6 @@ def ingest(
             conn, lake, runner, batch.batch_id, on_step, max_attempts=max_attempts, serving=writer
         )
         touched.append(batch.batch_id)
+    if serving is not None and touched:
+        maintenance.compact(conn, serving)
     return touched

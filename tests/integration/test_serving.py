@@ -379,3 +379,24 @@ def test_a_reader_during_publishes_sees_whole_batches(
         thread.join()
     assert len(seen) > 3
     assert set(seen) <= set(totals)
+
+
+def test_many_batches_are_merged_into_fewer_segments_with_the_same_answers(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    runner: pipeline.SessionRunner,
+    tmp_path: Path,
+) -> None:
+    lake = Lake(settings.lake_root)
+    copy = ServingCopy(tmp_path / "serving", max_segments=2)
+    serving = answers.Serving(copy, Engine())
+    for seed in range(20, 24):
+        land_generated(lake, tmp_path / str(seed), 600, seed=seed)
+        pipeline.ingest(conn, lake, runner, serving=copy)
+    in_use = copy.cover(maintenance.published_batches(conn))
+    conn.commit()
+    assert in_use is not None
+    assert len(in_use) <= 3
+    assert any(segment.name.startswith("merge-") for segment in in_use)
+    assert sorted(batch for segment in in_use for batch in segment.batches) == [1, 2, 3, 4]
+    assert_copy_equals_tripdata(conn, serving)

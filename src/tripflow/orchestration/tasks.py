@@ -161,10 +161,14 @@ def publish(batch_id: int) -> None:
 
 def archive(batch_id: int) -> dict[str, Any]:
     """Move the batch's files to processed/, mark it done and return its summary."""
+    from tripflow.serving import maintenance
+    from tripflow.serving.copy import ServingCopy
     from tripflow.warehouse import ingestions
 
     _advance(batch_id, Status.DONE)
-    with _entry_point() as (_settings, conn, _lake):
+    with _entry_point() as (settings, conn, _lake):
+        # Off the publish's path: merging segments never delays the data becoming visible.
+        maintenance.compact(conn, ServingCopy.from_settings(settings))
         summary = ingestions.batch_summary(conn, batch_id)
     # Plain JSON values: timestamps as text, so the XCom is readable anywhere.
     result: dict[str, Any] = json.loads(ingestions.summary_json(summary))

@@ -86,10 +86,20 @@ class Segment:
 class ServingCopy:
     """The segments under one directory (on the API host's local disk)."""
 
-    def __init__(self, directory: Path, *, memory_limit: str = "2GB", threads: int = 2) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        memory_limit: str = "2GB",
+        threads: int = 2,
+        max_segments: int = 8,
+    ) -> None:
         self.directory = directory
         self.memory_limit = memory_limit
         self.threads = threads
+        # More segments than this in use are merged (maintenance.compact): each is one more
+        # scan per count, and a feed of small batches would otherwise make thousands.
+        self.max_segments = max_segments
         self._listing: tuple[int, list[Segment]] | None = None
         self._lock = threading.Lock()
 
@@ -100,6 +110,7 @@ class ServingCopy:
             settings.serving_dir_path,
             memory_limit=settings.serving_write_memory_limit,
             threads=settings.serving_threads,
+            max_segments=settings.serving_max_segments,
         )
 
     # Reading ----------------------------------------------------------------------------
@@ -201,6 +212,21 @@ class ServingCopy:
                 duck.execute(f"CREATE TABLE incoming AS SELECT {columns} FROM source")
 
         return self._prepare(fill)
+
+    def merge(self, segments: Collection[Segment], name: str) -> Segment:
+        """Write the rows of some segments as one segment `name` holding all their batches
+        (the old ones stay until the caller removes them)."""
+
+        def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
+            duck.execute(_CREATE_INCOMING)
+            for number, segment in enumerate(item for item in segments if item.path):
+                alias = f"merged_{number}"
+                duck.execute(f"ATTACH {_duck_literal(str(segment.path))} AS {alias} (READ_ONLY)")
+                duck.execute(load_statement("merge_segment.duckdb").format(segment=alias))
+                duck.execute(f"DETACH {alias}")
+
+        batches = set().union(*(segment.batches for segment in segments))
+        return self._prepare(fill).commit(name, batches)
 
     def _prepare(self, fill: Callable[[duckdb.DuckDBPyConnection, Path], None]) -> Prepared:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,13 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from tripflow.lake import Lake, trusted_dir
-from tripflow.serving.copy import Prepared, ServingCopy, batch_segment_name, load_statement
+from tripflow.serving.copy import (
+    Prepared,
+    Segment,
+    ServingCopy,
+    batch_segment_name,
+    load_statement,
+)
 from tripflow.serving.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -175,6 +181,27 @@ def rebuild(conn: psycopg.Connection[Any], copy: ServingCopy) -> int:
         ]
     )
     return segment.rows
+
+
+def compact(conn: psycopg.Connection[Any], copy: ServingCopy) -> Segment | None:
+    """Merge the smaller half of the segments in use into one when there are more than
+    copy.max_segments; return the merged segment, if any.
+
+    Merging the smaller half keeps the number of times a trip is rewritten to about the
+    logarithm of the number of batches, where merging everything would rewrite the whole
+    copy every few batches."""
+    with snapshot(conn):
+        chosen = copy.cover(published_batches(conn))
+    if chosen is None:
+        return None
+    holding = sorted((segment for segment in chosen if segment.rows), key=lambda s: s.rows)
+    if len(holding) <= copy.max_segments:
+        return None
+    merged = holding[: max(2, len(holding) // 2)] + [s for s in chosen if not s.rows]
+    segment = copy.merge(merged, f"merge-{uuid.uuid4().hex[:12]}")
+    copy.remove(merged)
+    log.info("serving copy: merged %d segments into %s", len(merged), segment.name)
+    return segment
 
 
 def _drop_superseded(copy: ServingCopy, published: set[int]) -> None:
