@@ -334,7 +334,9 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Show each service of the stack and the latest ingestion batches."""
+    """Show each service of the stack, the serving copy and the latest ingestion batches."""
+    from tripflow.serving.copy import ServingCopy
+    from tripflow.serving.maintenance import published_batches
     from tripflow.warehouse.database import connect
     from tripflow.warehouse.queries import list_ingestions
 
@@ -358,11 +360,25 @@ def status() -> None:
     total = sum(state.memory_mb or 0 for state in states)
     table.add_row("total", "", "", f"{total:.0f}", "", style="bold")
     console.print(table)
+    copy = ServingCopy.from_settings(settings)
     try:
         with closing(connect(settings.database_dsn)) as conn:
             batches = list_ingestions(conn, limit=5)
+            published = published_batches(conn)
     except Exception as error:
         raise fail(f"database not reachable: {error}", code=3) from error
+    in_use = copy.cover(published)
+    if in_use is None:
+        console.print(
+            f"serving copy ({copy.directory}): lacks published batches, questions are answered "
+            "from PostGIS until `tripflow serving sync`"
+        )
+    else:
+        trips = sum(segment.rows for segment in in_use)
+        console.print(
+            f"serving copy ({copy.directory}): {len(published)} published batches, "
+            f"{trips:,} trips in {len(in_use)} segments"
+        )
     recent = Table(title="latest ingestion batches")
     for column in ("batch", "status", "files", "read", "loaded", "rejected", "duplicate", "error"):
         recent.add_column(column)
