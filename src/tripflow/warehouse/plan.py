@@ -132,16 +132,24 @@ class Summary:
             return None, None
         return _moment(self.first_trip[keep].min()), _moment(self.last_trip[keep].max())
 
-    def group(self, index: int) -> Group:
-        """Return one group as an object."""
-        return Group(
-            str(self.regions[index]),
-            str(self.datasources[index]),
-            _day(self.weeks[index]),
-            int(self.trips[index]),
-            Extent(*(float(value) for value in self.origin[index])),
-            Extent(*(float(value) for value in self.destination[index])),
-        )
+    def groups(self, indices: npt.NDArray[np.intp]) -> list[Group]:
+        """Return some groups as objects, converted column by column (one question may
+        need thousands)."""
+        weeks = self.weeks[indices].astype(object).tolist()
+        origins = self.origin[indices].tolist()
+        destinations = self.destination[indices].tolist()
+        return [
+            Group(str(region), str(datasource), week, int(trips), Extent(*o), Extent(*d))
+            for region, datasource, week, trips, o, d in zip(
+                self.regions[indices].tolist(),
+                self.datasources[indices].tolist(),
+                weeks,
+                self.trips[indices].tolist(),
+                origins,
+                destinations,
+                strict=True,
+            )
+        ]
 
     def ways(
         self,
@@ -318,8 +326,8 @@ def plan_question(
         span,
         window,
         whole,
-        [summary.group(int(index)) for index in np.flatnonzero(ways == Way.SCAN)],
-        [summary.group(int(index)) for index in np.flatnonzero(ways == Way.COMPLEMENT)],
+        summary.groups(np.flatnonzero(ways == Way.SCAN)),
+        summary.groups(np.flatnonzero(ways == Way.COMPLEMENT)),
     )
 
 
