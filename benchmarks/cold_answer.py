@@ -8,13 +8,16 @@ are made before the clock starts; everything the question's first call does afte
 file) is timed. The OS page cache and PostgreSQL's shared buffers stay as earlier runs
 left them: "cold" means a fresh process, not a cold machine.
 
-Prints one JSON line: {"ms": ..., "answer": <the answer as the API sends it>,
-"all_matching": <matching trips wherever they fell, or null>, "warnings": [what tripflow
-logged, such as answering from PostGIS because the copy lacks batches]}.
+Reads one JSON request on stdin (not the command line, where the database URL's password
+would show in every process listing):
+    {"store": "tripflow", "database_url": ..., "serving_dir": ..., "question": ...}
+    {"store": "plain-duckdb", "path": ..., "threads": ..., "memory_limit": ..., "question": ...}
+where "question" is AreaQuery.to_json(), the question as the API echoes it. Prints one JSON
+line: {"ms": ..., "answer": <the answer as the API sends it>, "all_matching": <matching
+trips wherever they fell, or null>, "warnings": [what tripflow logged, such as answering
+from PostGIS because the copy lacks batches]}.
 
-Usage: cold_answer.py tripflow DATABASE_URL SERVING_DIR QUESTION_JSON
-       cold_answer.py plain-duckdb DUCKDB_FILE THREADS MEMORY_LIMIT QUESTION_JSON
-(QUESTION_JSON: AreaQuery.to_json(), the question as the API echoes it.)
+Usage: .venv/bin/python benchmarks/cold_answer.py < REQUEST_JSON
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -47,22 +49,29 @@ class ColdAnswer:
 
 def ask_tripflow(database_url: str, serving_dir: Path, query: AreaQuery) -> ColdAnswer:
     """Answer a question through tripflow's serving copy in a fresh process."""
-    return _ask([TRIPFLOW, database_url, str(serving_dir)], query)
+    return _ask(
+        {"store": TRIPFLOW, "database_url": database_url, "serving_dir": str(serving_dir)}, query
+    )
 
 
 def ask_plain_duckdb(path: Path, threads: int, memory_limit: str, query: AreaQuery) -> ColdAnswer:
     """Answer a question from the plain DuckDB database in a fresh process."""
-    return _ask([PLAIN_DUCKDB, str(path), str(threads), memory_limit], query)
+    request = {"path": str(path), "threads": threads, "memory_limit": memory_limit}
+    return _ask({"store": PLAIN_DUCKDB, **request}, query)
 
 
-def _ask(arguments: list[str], query: AreaQuery) -> ColdAnswer:
-    command = [sys.executable, str(Path(__file__).resolve()), *arguments]
+def _ask(request: dict[str, Any], query: AreaQuery) -> ColdAnswer:
     completed = subprocess.run(
-        [*command, json.dumps(query.to_json())], capture_output=True, text=True, check=False
+        [sys.executable, str(Path(__file__).resolve())],
+        input=json.dumps({**request, "question": query.to_json()}),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(command[1:3])} exited with {completed.returncode}:\n{completed.stderr}"
+            f"{Path(__file__).name} ({request['store']}) exited with {completed.returncode}:\n"
+            f"{completed.stderr}"
         )
     result = json.loads(completed.stdout.splitlines()[-1])
     return ColdAnswer(
@@ -120,13 +129,13 @@ def answer_tripflow(database_url: str, serving_dir: str, query: AreaQuery) -> di
 
 
 def answer_plain_duckdb(
-    path: str, threads: str, memory_limit: str, query: AreaQuery
+    path: str, threads: int, memory_limit: str, query: AreaQuery
 ) -> dict[str, Any]:
     """Time the plain DuckDB baseline's answer to one question; return the result line."""
     from baselines import open_plain_duckdb, plain_weekly_average
 
     started = time.perf_counter()
-    with open_plain_duckdb(Path(path), int(threads), memory_limit) as duck:
+    with open_plain_duckdb(Path(path), threads, memory_limit) as duck:
         found = plain_weekly_average(duck, query)
     milliseconds = (time.perf_counter() - started) * 1000
     return {
@@ -137,18 +146,19 @@ def answer_plain_duckdb(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Answer the question the arguments name; print the result line."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    store, rest = (arguments[0], arguments[1:-1]) if arguments else ("", [])
-    if (store, len(rest)) not in ((TRIPFLOW, 2), (PLAIN_DUCKDB, 3)):
+def main() -> int:
+    """Answer the question of the request on stdin; print the result line."""
+    request = json.load(sys.stdin)
+    query = query_from_json(request["question"])
+    if request["store"] == TRIPFLOW:
+        result = answer_tripflow(request["database_url"], request["serving_dir"], query)
+    elif request["store"] == PLAIN_DUCKDB:
+        result = answer_plain_duckdb(
+            request["path"], int(request["threads"]), request["memory_limit"], query
+        )
+    else:
         print(__doc__, file=sys.stderr)
         return 2
-    query = query_from_json(json.loads(arguments[-1]))
-    if store == TRIPFLOW:
-        result = answer_tripflow(rest[0], rest[1], query)
-    else:
-        result = answer_plain_duckdb(rest[0], rest[1], rest[2], query)
     print(json.dumps(result))
     return 0
 

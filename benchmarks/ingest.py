@@ -62,6 +62,7 @@ from tripflow import pipeline
 from tripflow.config import Settings
 from tripflow.lake import LANDING, open_lake
 from tripflow.services.postgres import ManagedPostgres
+from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.database import connect
 
@@ -188,7 +189,10 @@ class TripflowLoader:
         lake_dir = WORK / "lake"
         shutil.rmtree(lake_dir, ignore_errors=True)
         lake_dir.mkdir(parents=True)
-        self.settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=self.url)
+        shutil.rmtree(WORK / "serving", ignore_errors=True)
+        self.settings = bench_settings(
+            lake_url=f"file://{lake_dir}", database_url=self.url, serving_dir=WORK / "serving"
+        )
         self.lake = open_lake(self.settings)
 
     def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
@@ -205,8 +209,13 @@ class TripflowLoader:
         with closing(connect(self.url)) as conn:
             timer.start()
             try:
+                # The serving copy too, as `tripflow ingest` and the DAG keep it.
                 touched = pipeline.ingest(
-                    conn, self.lake, pipeline.SubmitRunner(self.settings), timer
+                    conn,
+                    self.lake,
+                    pipeline.SubmitRunner(self.settings),
+                    timer,
+                    serving=ServingCopy.from_settings(self.settings),
                 )
             finally:
                 timer.stop()

@@ -35,6 +35,7 @@ from common import BENCH_HOME, bench_settings, fresh_database, start_cluster
 from tripflow import pipeline
 from tripflow.generate import generate_trips
 from tripflow.lake import LANDING, PROCESSED, open_lake
+from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse.database import connect
 
 
@@ -93,7 +94,10 @@ def main() -> None:
     else:
         url = fresh_database(cluster, name)
         shutil.rmtree(lake_dir, ignore_errors=True)
-    settings = bench_settings(lake_url=f"file://{lake_dir}", database_url=url)
+        shutil.rmtree(BENCH_HOME / "serving" / name, ignore_errors=True)
+    settings = bench_settings(
+        lake_url=f"file://{lake_dir}", database_url=url, serving_dir=BENCH_HOME / "serving" / name
+    )
     lake = open_lake(settings)
     landing = Path(lake.full_path(LANDING))
     results = BENCH_HOME / f"scale-{arguments.rows}.jsonl"
@@ -141,7 +145,12 @@ def main() -> None:
                 marks.append((step, time.perf_counter()))
 
             batch_ids = pipeline.ingest(
-                conn, lake, pipeline.SubmitRunner(settings), on_step, max_attempts=1
+                conn,
+                lake,
+                pipeline.SubmitRunner(settings),
+                on_step,
+                max_attempts=1,
+                serving=ServingCopy.from_settings(settings),
             )
             marks.append(("end", time.perf_counter()))
             for (step, begun), (_, ended) in itertools.pairwise(marks):
