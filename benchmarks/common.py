@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -184,13 +185,19 @@ def ready_serving(conn: psycopg.Connection[Any], url: str) -> Serving:
     serving = open_serving(SERVING_HOME / database_name(url))
     directory = serving.copy.directory
     started = time.perf_counter()
-    found = maintenance.check(conn, serving.copy, serving.engine)
-    print(f"  serving copy {directory}: checked in {time.perf_counter() - started:.1f} s")
-    if not found.ok:
+    why = ""
+    try:
+        found = maintenance.check(conn, serving.copy, serving.engine)
+    except duckdb.Error as error:
+        # Segments written by an older tripflow may lack what today's reader expects.
+        why = f"unreadable ({error})"
+    else:
         if found.missing_batches:
             why = f"lacks {len(found.missing_batches)} of {found.published} published batches"
-        else:
+        elif found.differences:
             why = f"{len(found.differences)} (region, datasource, week) counts differ"
+    print(f"  serving copy {directory}: checked in {time.perf_counter() - started:.1f} s")
+    if why:
         print(f"    {why}: rebuilding it from tripdata")
         started = time.perf_counter()
         rows = maintenance.rebuild(conn, serving.copy)

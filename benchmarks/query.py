@@ -104,6 +104,9 @@ class Measured:
     question: Question
     answer: WeeklyAverage | None = None
     cold: list[float] = field(default_factory=list)
+    # Milliseconds of the fresh processes' start-up (warm-up, or opening plain DuckDB).
+    startup: list[float] = field(default_factory=list)
+    plain_startup: list[float] = field(default_factory=list)
     warm: list[float] = field(default_factory=list)
     plain: list[float] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
@@ -184,10 +187,12 @@ def benchmark_question(stores: Stores, question: Question) -> Measured:
     if stores.cold:
         cold = ask_tripflow(stores.url, stores.serving.copy.directory, query)
         measured.cold.append(cold.milliseconds)
+        measured.startup.append(cold.startup_milliseconds)
         ours.append(cold.answer)
         warnings += cold.warnings
         cold = ask_plain_duckdb(stores.plain_path, stores.threads, stores.memory_limit, query)
         measured.plain.append(cold.milliseconds)
+        measured.plain_startup.append(cold.startup_milliseconds)
         assert cold.all_matching is not None
         plain.append(BaselineAnswer(cold.answer, cold.all_matching))
     ours += repeated(
@@ -289,7 +294,7 @@ def print_summary(results: list[Measured], cold: bool, rows: int) -> None:
     print(f"  {'':26s} {'runs':>6s} {'p50 ms':>9s} {'p95 ms':>9s}")
     labels = {
         "tripflow": f"tripflow {'cold' if cold else 'warm'}",
-        "warm": "tripflow warm (reference)",
+        "warm": "tripflow warm (in-process)",
         "plain": f"plain DuckDB {'cold' if cold else 'warm'}",
         "brute": "brute force (PostGIS)",
     }
@@ -302,6 +307,15 @@ def print_summary(results: list[Measured], cold: bool, rows: int) -> None:
             f"  {label} / tripflow: p50 {_ratio(p50[name], p50['tripflow'])}, "
             f"p95 {_ratio(p95[name], p95['tripflow'])}"
         )
+    if cold:
+        for label, values in (
+            ("tripflow", [ms for item in results for ms in item.startup]),
+            ("plain DuckDB", [ms for item in results for ms in item.plain_startup]),
+        ):
+            print(
+                f"  start-up of each fresh process, not in the times above ({label}): "
+                f"p50 {_ms(percentile(values, 50))} ms, p95 {_ms(percentile(values, 95))} ms"
+            )
     for part, questions in (("fixed", FIXED), ("random", RANDOM)):
         names = {item.name for item in questions}
         values = [ms for item in results if item.question.name in names for ms in item.tripflow]

@@ -79,6 +79,18 @@ def weekly_average(
         return plan.answer(queries.count_groups(conn, plan))
 
 
+def warm_up(conn: psycopg.Connection[Any], serving: Serving) -> None:
+    """Do once what a process's first question would: read the summary and the published
+    batches, open DuckDB and attach the segments in use (an API worker, before it serves)."""
+    with queries.snapshot(conn):
+        version = queries.data_version(conn)
+        queries.read_summary(conn, version)
+        segments = serving.copy.cover(_published_batches(conn, version))
+    if segments is not None:
+        cursor, _ = serving.engine.attach(segments)
+        cursor.close()
+
+
 def _count_in_copy(
     conn: psycopg.Connection[Any], serving: Serving, plan: Plan, version: tuple[Any, ...]
 ) -> dict[tuple[str, str, date], int] | None:
@@ -133,4 +145,4 @@ def _warn_behind(copy: ServingCopy, published: list[int]) -> None:
     )
 
 
-__all__ = ["FORCED_COMPLEMENT", "Segment", "Serving", "weekly_average"]
+__all__ = ["FORCED_COMPLEMENT", "Segment", "Serving", "warm_up", "weekly_average"]

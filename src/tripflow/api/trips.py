@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from cachetools import LRUCache
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Flask, current_app, request
 
 from tripflow import answers
 from tripflow.api.database import get_database
@@ -53,6 +53,18 @@ def get_answer_cache() -> AnswerCache:
     """Return the application's answer cache."""
     cache: AnswerCache = current_app.extensions[ANSWER_CACHE_KEY]
     return cache
+
+
+def warm_up(app: Flask) -> None:
+    """Prepare a worker before it serves: summary read, DuckDB open, segments attached.
+
+    A failure only costs the first question that time: it is logged, never raised."""
+    with app.app_context():
+        try:
+            with get_database().connection() as conn:
+                answers.warm_up(conn, get_serving())
+        except Exception as error:
+            current_app.logger.warning("warm-up skipped: %s", error)
 
 
 @blueprint.get("/weekly-average")

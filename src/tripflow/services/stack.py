@@ -77,6 +77,9 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             # gunicorn 27 otherwise opens ~/.gunicorn/gunicorn.ctl, one path shared by every
             # gunicorn of the user: a second stack (or the tests) would take it over.
             "--no-control-socket",
+            # Each worker reads the summary and attaches the serving copy before it serves.
+            "--config",
+            "python:tripflow.api.gunicorn_hooks",
             "tripflow.api.wsgi:app",
         ]
     }
