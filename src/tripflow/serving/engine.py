@@ -165,6 +165,13 @@ class Engine:
                     codes[(str(kind), str(name))] = int(code)
                     names[(str(kind), int(code))] = str(name)
                 self._attached[segment.identity] = (segment, Attached(alias, codes, names))
+                # DuckDB reads a table's row-group statistics on first use: a filter no
+                # row group can hold reads them all now, not during a reader's question.
+                for table in TABLES.values():
+                    database.execute(
+                        f"SELECT count(*) FROM {alias}.{table}"
+                        " WHERE region < 0 OR datasource < 0 OR datetime < TIMESTAMP '0001-01-01'"
+                    ).fetchall()
             self._detach_removed(database, {segment.identity for segment in segments})
             chosen = [self._attached[segment.identity][1] for segment in segments if segment.path]
             return database.cursor(), chosen
