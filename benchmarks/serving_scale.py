@@ -14,21 +14,23 @@ How the data set is built, once per (rows, seed), then reused while complete:
   as Parquet as the batch's trusted Parquet would be, then made a segment by the copy's
   own writer (`ServingCopy.prepare_parquet`, `Prepared.commit`), under
   .bench/serving-scale/rows<N>-seed<S>/copy/;
-- the same trips, in generation order (no useful order), in the plain DuckDB baseline of
-  benchmarks/baselines.py (.bench/plain-duckdb/scale-rows<N>-seed<S>.duckdb); its table
-  also tells which trips earlier files already held;
+- the same trips, in no useful order (as the de-duplication leaves them), in the plain
+  DuckDB baseline of benchmarks/baselines.py
+  (.bench/plain-duckdb/scale-rows<N>-seed<S>.duckdb); its table also tells which trips
+  earlier files already held;
 - the weekly summary (trip_week_summary's rows) computed from the segments themselves and
   kept as JSON beside the copy, so a cold process reads it as an API worker reads it from
   PostgreSQL, once.
 
-Each question is timed cold, as benchmarks/cold_answer.py does: one fresh process that
-first loads the summary and attaches the segments (an API worker's start-up, reported
-apart) and then times one plan + count + answer; warm, the median of 5 runs in this
-process after 2 warm-ups; and plain DuckDB's statement cold in a fresh process. Every
-tripflow answer must equal plain DuckDB's: any difference exits 1.
+Each question is timed cold, as benchmarks/cold_answer.py does: one fresh process
+(benchmarks/serving_scale_answer.py) that first loads the summary and attaches the
+segments (an API worker's start-up, reported apart) and then times one plan + count +
+answer; warm, the median of 5 runs in this process after 2 warm-ups; and plain DuckDB's
+statement cold in a fresh process (benchmarks/cold_answer.py). Every tripflow answer must
+equal plain DuckDB's: any difference exits 1.
 
 Usage: .venv/bin/python benchmarks/serving_scale.py [--rows 100000000] [--seed 42]
-           [--drop-csv]
+           [--rows-per-file 10000000] [--drop-csv]
 """
 
 from __future__ import annotations
@@ -38,33 +40,29 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from baselines import PLAIN_COLUMNS, BaselineAnswer
-from cold_answer import ask_plain_duckdb, query_from_json
+from cold_answer import ask_plain_duckdb
 from common import BENCH_HOME, PLAIN_DUCKDB_HOME, bench_settings, files_bytes, generated_csv
 from queries_mix import FIXED, MIX, RANDOM, Question
 from query import TEN_MILLION, WARM_UPS, describe_differences, percentile, target_p95_ms
+from serving_scale_answer import Reader, ask_cold, save_summary
 
 from tripflow.generate import split_rows
 from tripflow.records import COLUMNS
 from tripflow.serving.copy import Segment, ServingCopy, batch_segment_name
-from tripflow.serving.engine import Engine
-from tripflow.warehouse.plan import Summary, plan_question
-from tripflow.weeks import AreaQuery, WeeklyAverage
 
 DEFAULT_ROWS = 100_000_000
 # One file per 10M rows, as benchmarks/common.py's data sets: one batch publishes at most
@@ -232,7 +230,11 @@ def build_data_set(data: DataSet) -> BuildReport:
     partial.unlink(missing_ok=True)
     data.plain_path.unlink(missing_ok=True)
     copy = ServingCopy(data.copy_dir)
-    print(f"  building {data.files} segments into {data.copy_dir}")
+    print(
+        f"  building {data.files} segments into {data.copy_dir}\n"
+        "    (parse: CSV to typed trips, each once, and the batch's Parquet; plain: appended "
+        "to the plain table; segment: the copy's writer, prepare_parquet + commit)"
+    )
     print(
         f"    {'batch':>5s} {'rows read':>12s} {'trips':>12s} {'parse s':>8s} "
         f"{'plain s':>8s} {'segment s':>9s} {'total s':>8s} {'MB':>9s}"
@@ -296,7 +298,8 @@ def build_segment(
     rows_read: int,
 ) -> SegmentBuild:
     """Write one CSV file's new trips as batch `batch`'s segment and into the plain table."""
-    header = path.open().readline().strip().split(",")
+    with path.open() as handle:
+        header = handle.readline().strip().split(",")
     if tuple(header) != COLUMNS:
         raise RuntimeError(f"{path}: header {header}, expected {list(COLUMNS)}")
     sql = statements()
@@ -333,6 +336,7 @@ def summary_rows(segments: Sequence[Segment]) -> list[tuple[Any, ...]]:
     sql = statements()
     with closing(duckdb.connect(":memory:")) as duck:
         duck.execute(f"SET threads = {bench_settings().serving_threads}")
+        duck.execute("SET memory_limit = ?", [BUILD_MEMORY_LIMIT])
         duck.execute(sql["create_week_parts"])
         for number, segment in enumerate(item for item in segments if item.path):
             alias = f"segment_{number}"
@@ -340,145 +344,6 @@ def summary_rows(segments: Sequence[Segment]) -> list[tuple[Any, ...]]:
             duck.execute(sql["segment_weeks"].format(segment=alias))
             duck.execute(f"DETACH {alias}")
         return duck.execute(sql["week_summary"]).fetchall()
-
-
-def save_summary(path: Path, rows: Sequence[Sequence[Any]]) -> None:
-    """Write the summary's rows as JSON (dates and times in ISO form)."""
-    content = [
-        [
-            region,
-            datasource,
-            week.isoformat(),
-            int(trips),
-            first.isoformat(),
-            last.isoformat(),
-            *(float(value) for value in extents),
-        ]
-        for region, datasource, week, trips, first, last, *extents in rows
-    ]
-    path.write_text(json.dumps(content))
-
-
-def load_summary(path: Path) -> Summary:
-    """Return the Summary of the rows save_summary wrote."""
-    rows = [
-        (
-            region,
-            datasource,
-            date.fromisoformat(week),
-            trips,
-            datetime.fromisoformat(first),
-            datetime.fromisoformat(last),
-            *extents,
-        )
-        for region, datasource, week, trips, first, last, *extents in json.loads(path.read_text())
-    ]
-    return Summary(rows)
-
-
-# Answering ------------------------------------------------------------------------------
-
-
-def answer_question(
-    summary: Summary, engine: Engine, segments: Sequence[Segment], query: AreaQuery
-) -> WeeklyAverage:
-    """Answer one question as tripflow does, minus PostgreSQL: plan, count, answer."""
-    plan = plan_question(summary, query)
-    counted = engine.count_groups(segments, plan)
-    return plan.answer(counted)
-
-
-@dataclass(frozen=True)
-class Reader:
-    """What answers a question in this process: the summary, the engine and its segments."""
-
-    summary: Summary
-    engine: Engine
-    segments: list[Segment]
-
-    @classmethod
-    def started(
-        cls, copy_dir: Path, summary_path: Path, batches: Sequence[int], threads: int, memory: str
-    ) -> Reader:
-        """Do what an API worker does before it serves: read the summary, open DuckDB and
-        attach the segments of the published batches."""
-        summary = load_summary(summary_path)
-        segments = ServingCopy(copy_dir).cover(batches)
-        if segments is None:
-            raise RuntimeError(f"the copy {copy_dir} lacks some of batches {list(batches)}")
-        engine = Engine(memory_limit=memory, threads=threads)
-        cursor, _ = engine.attach(segments)
-        cursor.close()
-        return cls(summary, engine, segments)
-
-    def answer(self, query: AreaQuery) -> WeeklyAverage:
-        """Answer one question."""
-        return answer_question(self.summary, self.engine, self.segments, query)
-
-
-def answer_cold() -> int:
-    """In a fresh process: start up, then time one answer to the question on stdin; print
-    one JSON line (ms, startup_ms, answer, peak_rss_kb, imports_rss_kb)."""
-    request = json.load(sys.stdin)
-    query = query_from_json(request["question"])
-    # Peak so far: the interpreter and the imports, before any data is touched.
-    imports_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
-    reader = Reader.started(
-        Path(request["copy_dir"]),
-        Path(request["summary"]),
-        request["batches"],
-        int(request["threads"]),
-        request["memory_limit"],
-    )
-    startup = (time.perf_counter() - started) * 1000
-    started = time.perf_counter()
-    answer = reader.answer(query)
-    milliseconds = (time.perf_counter() - started) * 1000
-    result = {
-        "ms": milliseconds,
-        "startup_ms": startup,
-        "answer": answer.to_json(),
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "imports_rss_kb": imports_rss,
-    }
-    print(json.dumps(result))
-    return 0
-
-
-@dataclass(frozen=True)
-class ColdRun:
-    """What one fresh process measured and answered."""
-
-    milliseconds: float
-    startup_milliseconds: float
-    answer: dict[str, Any]
-    peak_rss_kb: int
-    imports_rss_kb: int
-
-
-def ask_cold(request: dict[str, Any], query: AreaQuery) -> ColdRun:
-    """Answer a question from the copy in a fresh process."""
-    completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--answer"],
-        input=json.dumps({**request, "question": query.to_json()}),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{Path(__file__).name} --answer exited with {completed.returncode}:\n"
-            f"{completed.stderr}"
-        )
-    result = json.loads(completed.stdout.splitlines()[-1])
-    return ColdRun(
-        float(result["ms"]),
-        float(result["startup_ms"]),
-        result["answer"],
-        int(result["peak_rss_kb"]),
-        int(result["imports_rss_kb"]),
-    )
 
 
 @dataclass
@@ -568,6 +433,10 @@ def print_build(report: BuildReport, data: DataSet) -> None:
             f"{statistics.mean(item.segment_seconds for item in segments):.1f} s); "
             f"all segments {sum(per_segment):.1f} s; summary {report.summary_seconds:.1f} s"
         )
+        print(
+            "  build s per segment, batch 1 first: "
+            + ", ".join(f"{seconds:.1f}" for seconds in per_segment)
+        )
 
 
 def print_summary(results: list[Measured], rows: int, seconds: dict[str, float]) -> None:
@@ -646,14 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="remove the generated CSV files once the copy and the plain table are built "
         "(about 110 bytes a row); by default they are kept for other benchmarks",
     )
-    parser.add_argument(
-        "--answer",
-        action="store_true",
-        help="internal: answer the question of the JSON request on stdin (a cold process)",
-    )
     args = parser.parse_args(argv)
-    if args.answer:
-        return answer_cold()
     if args.rows < 1 or args.rows_per_file < 1:
         parser.error("--rows and --rows-per-file must be at least 1")
 

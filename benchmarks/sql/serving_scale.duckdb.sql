@@ -1,7 +1,8 @@
 -- The serving-scale benchmark's DuckDB statements (benchmarks/serving_scale.py).
--- Each `-- name:` starts one statement that the benchmark runs on its own. They run in the
--- plain baseline's database while it is built: its `trips` table holds every trip kept
--- from earlier files, which is what a new file's trips are de-duplicated against.
+-- Each `-- name:` starts one statement that the benchmark runs on its own. The file's
+-- statements run in the plain baseline's database while it is built: its `trips` table
+-- holds every trip kept from earlier files, which a new file's trips are de-duplicated
+-- against. The summary's run in an in-memory database with the segments attached.
 
 -- name: create_trips
 -- The plain baseline's table (benchmarks/baselines.py PLAIN_COLUMNS), filled file by file.
@@ -67,6 +68,24 @@ ANTI JOIN trips
 -- name: keep_trips
 INSERT INTO trips SELECT * FROM fresh;
 
+-- name: create_week_parts
+CREATE TEMP TABLE week_parts (
+    region VARCHAR,
+    datasource VARCHAR,
+    week DATE,
+    trips BIGINT,
+    first_trip TIMESTAMP,
+    last_trip TIMESTAMP,
+    origin_min_lon DOUBLE,
+    origin_min_lat DOUBLE,
+    origin_max_lon DOUBLE,
+    origin_max_lat DOUBLE,
+    destination_min_lon DOUBLE,
+    destination_min_lat DOUBLE,
+    destination_max_lon DOUBLE,
+    destination_max_lat DOUBLE
+);
+
 -- name: segment_weeks
 -- One attached segment's trips per (region, datasource, week) with their times and
 -- extents, counted on the codes, then named ({segment} is an alias the benchmark made).
@@ -109,24 +128,6 @@ JOIN {segment}.names AS regions
     ON regions.kind = 'region' AND regions.code = weeks.region
 JOIN {segment}.names AS datasources
     ON datasources.kind = 'datasource' AND datasources.code = weeks.datasource;
-
--- name: create_week_parts
-CREATE TEMP TABLE week_parts (
-    region VARCHAR,
-    datasource VARCHAR,
-    week DATE,
-    trips BIGINT,
-    first_trip TIMESTAMP,
-    last_trip TIMESTAMP,
-    origin_min_lon DOUBLE,
-    origin_min_lat DOUBLE,
-    origin_max_lon DOUBLE,
-    origin_max_lat DOUBLE,
-    destination_min_lon DOUBLE,
-    destination_min_lat DOUBLE,
-    destination_max_lon DOUBLE,
-    destination_max_lat DOUBLE
-);
 
 -- name: week_summary
 -- trip_week_summary's rows (src/tripflow/warehouse/sql/week_summary.sql), over every segment.

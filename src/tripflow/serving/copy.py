@@ -186,7 +186,11 @@ class ServingCopy:
         return self._prepare(fill).commit(name, batches)
 
     def prepare_parquet(
-        self, source: pads.Dataset | list[Path], skipped_keys: Collection[str] = ()
+        self,
+        source: pads.Dataset | list[Path],
+        skipped_keys: Collection[str] = (),
+        *,
+        threads: int | None = None,
     ) -> Prepared:
         """Write the rows of Parquet files (a batch's trusted Parquet: local paths, or an
         Arrow dataset on any filesystem) as a segment not yet visible to readers, leaving
@@ -211,7 +215,7 @@ class ServingCopy:
             else:
                 duck.execute(f"CREATE TABLE incoming AS SELECT {columns} FROM source")
 
-        return self._prepare(fill)
+        return self._prepare(fill, threads)
 
     def merge(self, segments: Collection[Segment], name: str) -> Segment:
         """Write the rows of some segments as one segment `name` holding all their batches
@@ -228,12 +232,16 @@ class ServingCopy:
         batches = set().union(*(segment.batches for segment in segments))
         return self._prepare(fill).commit(name, batches)
 
-    def _prepare(self, fill: Callable[[duckdb.DuckDBPyConnection, Path], None]) -> Prepared:
+    def _prepare(
+        self,
+        fill: Callable[[duckdb.DuckDBPyConnection, Path], None],
+        threads: int | None = None,
+    ) -> Prepared:
         self.directory.mkdir(parents=True, exist_ok=True)
         work = self.directory / f".work-{uuid.uuid4().hex}"
         work.mkdir()
         try:
-            with self._writer(work) as duck:
+            with self._writer(work, threads or self.threads) as duck:
                 fill(duck, work)
                 row = duck.execute("SELECT count(*) FROM incoming").fetchone()
                 rows = int(row[0]) if row else 0
@@ -249,11 +257,11 @@ class ServingCopy:
             raise
 
     @contextmanager
-    def _writer(self, work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _writer(self, work: Path, threads: int) -> Iterator[duckdb.DuckDBPyConnection]:
         # A database file of its own, so a batch larger than memory spills to disk.
         duck = duckdb.connect(str(work / "incoming.duckdb"))
         with closing(duck):
-            duck.execute(f"SET threads = {int(self.threads)}")
+            duck.execute(f"SET threads = {int(threads)}")
             duck.execute("SET memory_limit = ?", [self.memory_limit])
             duck.execute("SET temp_directory = ?", [str(work / "spill")])
             duck.execute(load_statement("morton.duckdb"))

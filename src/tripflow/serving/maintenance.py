@@ -81,8 +81,11 @@ class BatchWriter:
     def begin(self, batch_id: int) -> None:
         """Start writing the batch's rows, all of them, in the background."""
         self.abandon(batch_id)
+        # One thread: the publish statement keeps one core busy, and its sorts and index
+        # builds want the other too; two DuckDB threads made the publish of 10M trips 28 s
+        # slower where the segment alone takes 15 s (benchmarks/publish_overhead.py).
         self._pending[batch_id] = self._workers.submit(
-            self.copy.prepare_parquet, self._source(batch_id)
+            self.copy.prepare_parquet, self._source(batch_id), threads=1
         )
 
     def abandon(self, batch_id: int) -> None:
