@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from tripflow.lake import LANDING, Lake
 from tripflow.services.airflow import DAG_ID, airflow_environment
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse import ingestions
-from tripflow.warehouse.database import connect
 from tripflow.warehouse.ingestions import Status
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -81,12 +79,6 @@ def dag_settings(settings: Settings, metadata_url: str) -> Settings:
     return settings.model_copy(
         update={"airflow_database_url": metadata_url, "sensor_poll_seconds": 0.5}
     )
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with connect(database_url) as connection:
-        yield connection
 
 
 @dataclass(frozen=True)

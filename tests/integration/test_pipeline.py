@@ -6,7 +6,6 @@ import csv
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,6 @@ def lake(request: pytest.FixtureRequest, settings: Settings) -> Lake:
         port=cluster.settings.hdfs_http_port,
         user=cluster.user,
     )
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with connect(database_url) as connection:
-        yield connection
-
-
-@pytest.fixture
-def runner(spark: Any) -> pipeline.SessionRunner:
-    return pipeline.SessionRunner(spark)
 
 
 def scalar(conn: psycopg.Connection[Any], query: str, *params: object) -> Any:

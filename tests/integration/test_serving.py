@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,17 +42,6 @@ QUESTIONS = [
     AreaQuery(bbox=BBox(14.0, 49.0, 15.0, 51.0), match=Match.ORIGIN, datasource="funny_car"),
     AreaQuery(region="Prague", start=datetime(2018, 5, 9, 13)),
 ]
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with connect(database_url) as connection:
-        yield connection
-
-
-@pytest.fixture
-def runner(spark: Any) -> pipeline.SessionRunner:
-    return pipeline.SessionRunner(spark)
 
 
 @pytest.fixture
