@@ -5,7 +5,8 @@ and latitude, so DuckDB prunes the Parquet row groups whose statistics miss it (
 are sorted by region, then by place of the origin). A match mode is a sum of such counts:
 
 - scanned groups count the trips that match: `origin` and `destination` one box each,
-  `both` the two boxes together, `either` as origin + destination - both;
+  `both` the two boxes together, `either` as the origins inside plus the destinations
+  inside whose origin is outside;
 - complemented groups (whole weeks the summary counts, where the box covers most of the
   points) count the trips that do NOT match, in the strips of the plane around the box,
   and subtract them from the summary's count: the row groups inside the box are never
@@ -47,6 +48,10 @@ class Condition:
 
     def __and__(self, other: Condition) -> Condition:
         return Condition(f"{self.text} AND {other.text}", self.values + other.values, self.end)
+
+    def negated(self) -> Condition:
+        """Return the condition that holds where this one does not."""
+        return Condition(f"NOT ({self.text})", self.values, self.end)
 
     def on(self, end: str) -> Condition:
         """Return the same condition, read from the table sorted by `end`."""
@@ -90,7 +95,10 @@ def matching_terms(match: Match, box: BBox) -> list[tuple[int, Condition]]:
         return [(1, destination)]
     if match is Match.BOTH:
         return [(1, origin & destination)]
-    return [(1, origin), (1, destination), (-1, origin & destination)]
+    # Either end inside: the origins inside, plus the destinations inside whose origin is
+    # not (two counts, each pruned by its own sorted table, where origin + destination -
+    # both took three).
+    return [(1, origin), (1, destination & origin.negated())]
 
 
 def missing_terms(
