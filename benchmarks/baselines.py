@@ -23,17 +23,11 @@ from typing import Any
 import duckdb
 import psycopg
 
+from tripflow.serving.copy import ROW_COLUMNS
 from tripflow.weeks import AreaQuery, Match, WeeklyAverage
 
-PLAIN_COLUMNS = {
-    "region": "VARCHAR",
-    "datasource": "VARCHAR",
-    "origin_lon": "DOUBLE",
-    "origin_lat": "DOUBLE",
-    "destination_lon": "DOUBLE",
-    "destination_lat": "DOUBLE",
-    "datetime": "TIMESTAMP",
-}
+# The plain table holds the same columns as the rows the serving copy is written from.
+PLAIN_COLUMNS = ROW_COLUMNS
 
 # Every filter is a bound value; a NULL switches it off, and a custom plan folds the
 # switched-off tests away.

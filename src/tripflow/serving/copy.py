@@ -51,7 +51,8 @@ DATA_SUFFIX = ".duckdb"
 _CHUNK_BYTES = 512 * 1024 * 1024
 # Seconds after which a writer's work directory counts as abandoned.
 _ABANDONED_AFTER = 24 * 3600
-_COLUMNS = {
+# The columns of the rows a segment is written from, with their DuckDB types.
+ROW_COLUMNS = {
     "region": "VARCHAR",
     "datasource": "VARCHAR",
     "origin_lon": "DOUBLE",
@@ -61,7 +62,7 @@ _COLUMNS = {
     "datetime": "TIMESTAMP",
 }
 _CREATE_INCOMING = (
-    "CREATE TABLE incoming (" + ", ".join(f"{c} {t}" for c, t in _COLUMNS.items()) + ")"
+    "CREATE TABLE incoming (" + ", ".join(f"{c} {t}" for c, t in ROW_COLUMNS.items()) + ")"
 )
 
 
@@ -170,7 +171,7 @@ class ServingCopy:
     ) -> Segment:
         """Write the rows a PostgreSQL query returns as segment `name` holding `batches`.
 
-        The query's columns are those of _COLUMNS, in that order. It runs on `conn`, in its
+        The query's columns are those of ROW_COLUMNS, in that order. It runs on `conn`, in its
         current transaction and snapshot."""
 
         def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
@@ -179,7 +180,7 @@ class ServingCopy:
                 duck.execute(
                     "INSERT INTO incoming SELECT * FROM read_csv(?, header = false,"
                     " columns = ?, quote = '\"', escape = '\"')",
-                    [str(chunk), _COLUMNS],
+                    [str(chunk), ROW_COLUMNS],
                 )
                 chunk.unlink()
 
@@ -203,7 +204,7 @@ class ServingCopy:
                 duck.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet([{files}])")
             else:
                 duck.register("source", source)
-            columns = ", ".join(_COLUMNS)
+            columns = ", ".join(ROW_COLUMNS)
             if skipped_keys:
                 duck.execute("CREATE TEMP TABLE skipped (trip_key VARCHAR)")
                 duck.executemany("INSERT INTO skipped VALUES (?)", [[key] for key in skipped_keys])
