@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -49,6 +50,7 @@ DATA_SUFFIX = ".duckdb"
 # Bytes of exported CSV per chunk handed to DuckDB: bounds the temporary disk a rebuild of
 # 100M trips needs to about this much at a time.
 _CHUNK_BYTES = 512 * 1024 * 1024
+_IDENTITY = re.compile(r"[0-9a-f]{32}")
 # Seconds after which a writer's work directory counts as abandoned.
 _ABANDONED_AFTER = 24 * 3600
 # The columns of the rows a segment is written from, with their DuckDB types.
@@ -140,7 +142,9 @@ class ServingCopy:
         except (FileNotFoundError, ValueError):
             # Removed meanwhile, or not ours: a complete segment's manifest always parses.
             return None
-        if content.get("format") != FORMAT:
+        # The id names the segment inside DuckDB (an attached database's alias): only the
+        # hex digits this module writes are taken.
+        if content.get("format") != FORMAT or not _IDENTITY.fullmatch(str(content.get("id"))):
             return None
         rows = int(content["rows"])
         path = manifest.with_suffix(DATA_SUFFIX) if rows else None
