@@ -25,7 +25,6 @@ Usage: .venv/bin/python benchmarks/cold_answer.py < REQUEST_JSON
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -64,19 +63,9 @@ def ask_plain_duckdb(path: Path, threads: int, memory_limit: str, query: AreaQue
 
 
 def _ask(request: dict[str, Any], query: AreaQuery) -> ColdAnswer:
-    completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve())],
-        input=json.dumps({**request, "question": query.to_json()}),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{Path(__file__).name} ({request['store']}) exited with {completed.returncode}:\n"
-            f"{completed.stderr}"
-        )
-    result = json.loads(completed.stdout.splitlines()[-1])
+    from common import ask_fresh_process
+
+    result = ask_fresh_process(Path(__file__).resolve(), {**request, "question": query.to_json()})
     return ColdAnswer(
         float(result["ms"]),
         float(result["startup_ms"]),

@@ -7,9 +7,12 @@ collide with them. Data sets are built once per (rows, seed) and reused by later
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -231,3 +234,20 @@ class WarningRecorder(logging.Handler):
         """Return the messages kept since the last call, and forget them."""
         messages, self.messages = self.messages, []
         return messages
+
+
+def ask_fresh_process(script: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Run a benchmark's one-question script in a fresh Python process: the request as JSON
+    on stdin (not the command line, where a database password would show in every process
+    listing), its last line of output read back as JSON."""
+    completed = subprocess.run(
+        [sys.executable, str(script)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{script.name} exited with {completed.returncode}:\n{completed.stderr}")
+    result: dict[str, Any] = json.loads(completed.stdout.splitlines()[-1])
+    return result

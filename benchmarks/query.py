@@ -245,19 +245,37 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
-def _ms(value: float) -> str:
+def format_ms(value: float) -> str:
+    """Return milliseconds as printed in the tables ("-" for none)."""
     return "-" if math.isnan(value) else f"{value:,.1f}"
 
 
-def _ratio(slower: float, faster: float) -> str:
+def format_ratio(slower: float, faster: float) -> str:
+    """Return how many times `faster` is faster ("-" when either is missing)."""
     if math.isnan(slower) or math.isnan(faster) or faster <= 0:
         return "-"
     return f"{slower / faster:,.1f}x"
 
 
+def p50_p95(values: Sequence[float]) -> str:
+    """Return "p50 X ms, p95 Y ms" of some milliseconds."""
+    return f"p50 {format_ms(percentile(values, 50))} ms, p95 {format_ms(percentile(values, 95))} ms"
+
+
 def target_p95_ms(rows: int) -> float:
     """Return the cold p95 target of the mix for a data set of `rows` trips."""
     return TARGET_P95_MS_UP_TO_10M if rows <= TEN_MILLION else TARGET_P95_MS_ABOVE_10M
+
+
+def target_line(p95: float, rows: int, *, cold: bool = True) -> str:
+    """Return the verdict line of the cold p95 target for a mix's p95."""
+    target = target_p95_ms(rows)
+    verdict = "PASS" if p95 <= target else "SHORT"
+    size = "10M" if rows <= TEN_MILLION else "100M"
+    return (
+        f"  target: cold p95 <= {target:.0f} ms at {size} ({rows:,} trips here): "
+        f"{'' if cold else 'warm, not cold: '}p95 {format_ms(p95)} ms -> {verdict}"
+    )
 
 
 def print_row(measured: Measured, width: int, cold: bool) -> None:
@@ -270,8 +288,9 @@ def print_row(measured: Measured, width: int, cold: bool) -> None:
     flag = "  MISMATCH" if measured.problems else ""
     print(
         f"{measured.question.name:{width}s} {measured.answer.trips:>10,} "
-        f"{measured.answer.weeks:>5} {_ms(ours):>9s} {_ms(second):>9s} {_ms(plain):>9s} "
-        f"{_ms(brute):>9s} {_ratio(plain, ours):>9s} {_ratio(brute, ours):>9s}{flag}",
+        f"{measured.answer.weeks:>5} {format_ms(ours):>9s} {format_ms(second):>9s} "
+        f"{format_ms(plain):>9s} {format_ms(brute):>9s} "
+        f"{format_ratio(plain, ours):>9s} {format_ratio(brute, ours):>9s}{flag}",
         flush=True,
     )
 
@@ -301,11 +320,12 @@ def print_summary(results: list[Measured], cold: bool, rows: int) -> None:
     for name, label in labels.items():
         if name == "warm" and not cold:
             continue
-        print(f"  {label:26s} {len(pooled[name]):>6} {_ms(p50[name]):>9s} {_ms(p95[name]):>9s}")
+        shown = f"{format_ms(p50[name]):>9s} {format_ms(p95[name]):>9s}"
+        print(f"  {label:26s} {len(pooled[name]):>6} {shown}")
     for name, label in (("plain", "plain DuckDB"), ("brute", "brute force")):
         print(
-            f"  {label} / tripflow: p50 {_ratio(p50[name], p50['tripflow'])}, "
-            f"p95 {_ratio(p95[name], p95['tripflow'])}"
+            f"  {label} / tripflow: p50 {format_ratio(p50[name], p50['tripflow'])}, "
+            f"p95 {format_ratio(p95[name], p95['tripflow'])}"
         )
     if cold:
         for label, values in (
@@ -314,22 +334,13 @@ def print_summary(results: list[Measured], cold: bool, rows: int) -> None:
         ):
             print(
                 f"  start-up of each fresh process, not in the times above ({label}): "
-                f"p50 {_ms(percentile(values, 50))} ms, p95 {_ms(percentile(values, 95))} ms"
+                + p50_p95(values)
             )
     for part, questions in (("fixed", FIXED), ("random", RANDOM)):
         names = {item.name for item in questions}
         values = [ms for item in results if item.question.name in names for ms in item.tripflow]
-        print(
-            f"  tripflow, {len(questions)} {part} questions: p50 {_ms(percentile(values, 50))} "
-            f"ms, p95 {_ms(percentile(values, 95))} ms"
-        )
-    target = target_p95_ms(rows)
-    verdict = "PASS" if p95["tripflow"] <= target else "SHORT"
-    size = "10M" if rows <= TEN_MILLION else "100M"
-    print(
-        f"  target: cold p95 <= {target:.0f} ms at {size} ({rows:,} trips here): "
-        f"{'' if cold else 'warm, not cold: '}p95 {_ms(p95['tripflow'])} ms -> {verdict}"
-    )
+        print(f"  tripflow, {len(questions)} {part} questions: {p50_p95(values)}")
+    print(target_line(p95["tripflow"], rows, cold=cold))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

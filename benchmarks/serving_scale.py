@@ -57,7 +57,15 @@ from baselines import PLAIN_COLUMNS, BaselineAnswer
 from cold_answer import ask_plain_duckdb
 from common import BENCH_HOME, PLAIN_DUCKDB_HOME, bench_settings, files_bytes, generated_csv
 from queries_mix import FIXED, MIX, RANDOM, Question
-from query import TEN_MILLION, WARM_UPS, describe_differences, percentile, target_p95_ms
+from query import (
+    WARM_UPS,
+    describe_differences,
+    format_ms,
+    format_ratio,
+    p50_p95,
+    percentile,
+    target_line,
+)
 from serving_scale_answer import Reader, ask_cold, save_summary
 
 from tripflow.generate import split_rows
@@ -402,16 +410,6 @@ def measure_question(
 # Reporting ------------------------------------------------------------------------------
 
 
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:,.1f}"
-
-
-def _ratio(slower: float, faster: float) -> str:
-    if math.isnan(slower) or math.isnan(faster) or faster <= 0:
-        return "-"
-    return f"{slower / faster:,.1f}x"
-
-
 def print_build(report: BuildReport, data: DataSet) -> None:
     """Print the data set's sizes on disk and what its build took."""
     copy_bytes = files_bytes(data.copy_dir)
@@ -459,10 +457,10 @@ def print_summary(results: list[Measured], rows: int, seconds: dict[str, float])
         "plain": "plain DuckDB cold (fresh process)",
     }
     for name, label in labels.items():
-        print(f"  {label:34s} {_ms(p50[name]):>9s} {_ms(p95[name]):>9s}")
+        print(f"  {label:34s} {format_ms(p50[name]):>9s} {format_ms(p95[name]):>9s}")
     print(
-        f"  plain DuckDB / tripflow cold: p50 {_ratio(p50['plain'], p50['cold'])}, "
-        f"p95 {_ratio(p95['plain'], p95['cold'])}"
+        f"  plain DuckDB / tripflow cold: p50 {format_ratio(p50['plain'], p50['cold'])}, "
+        f"p95 {format_ratio(p95['plain'], p95['cold'])}"
     )
     for label, values in (
         ("tripflow: summary read + segments attached", [item.startup for item in results]),
@@ -470,7 +468,7 @@ def print_summary(results: list[Measured], rows: int, seconds: dict[str, float])
     ):
         print(
             f"  start-up of each fresh process, not in the times above ({label}): "
-            f"p50 {_ms(percentile(values, 50))} ms, p95 {_ms(percentile(values, 95))} ms"
+            + p50_p95(values)
         )
     peak = [item.peak_rss_kb / 1024 for item in results]
     imports = [item.imports_rss_kb / 1024 for item in results]
@@ -482,18 +480,9 @@ def print_summary(results: list[Measured], rows: int, seconds: dict[str, float])
     for part, questions in (("fixed", FIXED), ("random", RANDOM)):
         names = {item.name for item in questions}
         values = [item.cold for item in results if item.question.name in names]
-        print(
-            f"  tripflow cold, {len(questions)} {part} questions: p50 "
-            f"{_ms(percentile(values, 50))} ms, p95 {_ms(percentile(values, 95))} ms"
-        )
+        print(f"  tripflow cold, {len(questions)} {part} questions: {p50_p95(values)}")
     print("  time: " + ", ".join(f"{name} {value:,.1f} s" for name, value in seconds.items()))
-    target = target_p95_ms(rows)
-    verdict = "PASS" if p95["cold"] <= target else "SHORT"
-    size = "10M" if rows <= TEN_MILLION else "100M"
-    print(
-        f"  target: cold p95 <= {target:.0f} ms at {size} ({rows:,} trips here): "
-        f"p95 {_ms(p95['cold'])} ms -> {verdict}"
-    )
+    print(target_line(p95["cold"], rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -562,9 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(measured)
         flag = "  MISMATCH" if measured.problems else ""
         print(
-            f"{question.name:{width}s} {measured.trips:>11,} {_ms(measured.cold):>9s} "
-            f"{_ms(measured.warm):>9s} {_ms(measured.plain):>9s} "
-            f"{_ratio(measured.plain, measured.cold):>9s}{flag}",
+            f"{question.name:{width}s} {measured.trips:>11,} {format_ms(measured.cold):>9s} "
+            f"{format_ms(measured.warm):>9s} {format_ms(measured.plain):>9s} "
+            f"{format_ratio(measured.plain, measured.cold):>9s}{flag}",
             flush=True,
         )
     seconds["questions"] = time.perf_counter() - started

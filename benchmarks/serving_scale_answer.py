@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -166,18 +165,9 @@ class ColdRun:
 
 def ask_cold(request: dict[str, Any], query: AreaQuery) -> ColdRun:
     """Answer a question from the copy in a fresh process."""
-    completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve())],
-        input=json.dumps({**request, "question": query.to_json()}),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{Path(__file__).name} exited with {completed.returncode}:\n{completed.stderr}"
-        )
-    result = json.loads(completed.stdout.splitlines()[-1])
+    from common import ask_fresh_process
+
+    result = ask_fresh_process(Path(__file__).resolve(), {**request, "question": query.to_json()})
     return ColdRun(
         float(result["ms"]),
         float(result["startup_ms"]),

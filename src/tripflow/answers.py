@@ -20,7 +20,7 @@ import duckdb
 import psycopg
 
 from tripflow.config import Settings
-from tripflow.serving.copy import Segment, ServingCopy
+from tripflow.serving.copy import ServingCopy
 from tripflow.serving.engine import Engine
 from tripflow.serving.maintenance import published_batches
 from tripflow.warehouse import queries
@@ -145,4 +145,4 @@ def _warn_behind(copy: ServingCopy, published: list[int]) -> None:
     )
 
 
-__all__ = ["FORCED_COMPLEMENT", "Segment", "Serving", "warm_up", "weekly_average"]
+__all__ = ["FORCED_COMPLEMENT", "Serving", "warm_up", "weekly_average"]

@@ -204,7 +204,7 @@ class ServingCopy:
         def fill(duck: duckdb.DuckDBPyConnection, work: Path) -> None:
             if isinstance(source, list):
                 # DuckDB reads local Parquet itself, in parallel.
-                files = ", ".join(_duck_literal(str(path)) for path in source)
+                files = ", ".join(duck_literal(str(path)) for path in source)
                 duck.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet([{files}])")
             else:
                 duck.register("source", source)
@@ -230,7 +230,7 @@ class ServingCopy:
             duck.execute(_CREATE_INCOMING)
             for number, segment in enumerate(item for item in segments if item.path):
                 alias = f"merged_{number}"
-                duck.execute(f"ATTACH {_duck_literal(str(segment.path))} AS {alias} (READ_ONLY)")
+                duck.execute(f"ATTACH {duck_literal(str(segment.path))} AS {alias} (READ_ONLY)")
                 duck.execute(load_statement("merge_segment.duckdb").format(segment=alias))
                 duck.execute(f"DETACH {alias}")
 
@@ -251,7 +251,7 @@ class ServingCopy:
                 row = duck.execute("SELECT count(*) FROM incoming").fetchone()
                 rows = int(row[0]) if row else 0
                 if rows:
-                    target = _duck_literal(str(work / "segment.duckdb"))
+                    target = duck_literal(str(work / "segment.duckdb"))
                     duck.execute(f"ATTACH {target} AS segment")
                     duck.execute(load_statement("write_segment.duckdb"))
                     duck.execute("DETACH segment")
@@ -352,7 +352,8 @@ def batch_segment_name(batch_id: int) -> str:
     return f"batch-{batch_id:012d}"
 
 
-def _duck_literal(text: str) -> str:
+def duck_literal(text: str) -> str:
+    """Return text as a DuckDB string literal (for paths, which DuckDB cannot bind)."""
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import duckdb
 
-from tripflow.serving.copy import Segment
-from tripflow.warehouse.plan import Extent, Group, Plan, week_ranges
+from tripflow.serving.copy import Segment, duck_literal
+from tripflow.warehouse.plan import Extent, Group, Plan, union_of, week_ranges
 from tripflow.weeks import BBox, Match
 
 GroupKey = tuple[str, str, date]
@@ -164,7 +164,7 @@ class Engine:
                 if segment.path is None or segment.identity in self._attached:
                     continue
                 alias = f"segment_{segment.identity}"
-                database.execute(f"ATTACH {_literal(str(segment.path))} AS {alias} (READ_ONLY)")
+                database.execute(f"ATTACH {duck_literal(str(segment.path))} AS {alias} (READ_ONLY)")
                 codes: dict[tuple[str, str], int] = {}
                 names: dict[tuple[str, int], str] = {}
                 for kind, code, name in database.execute(
@@ -227,32 +227,31 @@ class Engine:
             )
             terms += [("scan", sign, plan.scan, condition) for sign, condition in matching]
         if plan.complement and query.bbox is not None:
-            origin = _union([group.origin for group in plan.complement])
-            destination = _union([group.destination for group in plan.complement])
+            origin = union_of([group.origin for group in plan.complement])
+            destination = union_of([group.destination for group in plan.complement])
             terms += [
                 ("complement", 1, plan.complement, condition)
                 for condition in missing_terms(query.match, query.bbox, origin, destination)
             ]
         cursor, attached = self.attach(segments)
-        parts: list[tuple[str, list[Any]]] = []
-        for index, (_, _, groups, condition) in enumerate(terms):
-            for number, item in enumerate(attached):
-                part = _select(index, number, item, plan, groups, window, condition)
-                if part is not None:
-                    parts.append(part)
-        found: dict[tuple[str, GroupKey], int] = {}
-        if parts:
-            statement = " UNION ALL ".join(text for text, _ in parts)
-            values = [value for _, part_values in parts for value in part_values]
-            with cursor:
+        parts = [
+            part
+            for index, (_, _, groups, condition) in enumerate(terms)
+            for number, item in enumerate(attached)
+            if (part := _select(index, number, item, plan, groups, window, condition))
+        ]
+        rows: list[Any] = []
+        with cursor:
+            if parts:
+                statement = " UNION ALL ".join(text for text, _ in parts)
+                values = [value for _, part_values in parts for value in part_values]
                 rows = cursor.execute(statement, values).fetchall()
-            for term, number, region, datasource, week, trips in rows:
-                kind, sign = terms[term][0], terms[term][1]
-                names = attached[number].names
-                key = (names[("region", region)], names[("datasource", datasource)], week)
-                found[(kind, key)] = found.get((kind, key), 0) + sign * int(trips)
-        else:
-            cursor.close()
+        found: dict[tuple[str, GroupKey], int] = {}
+        for term, number, region, datasource, week, trips in rows:
+            kind, sign = terms[term][0], terms[term][1]
+            names = attached[number].names
+            key = (names[("region", region)], names[("datasource", datasource)], week)
+            found[(kind, key)] = found.get((kind, key), 0) + sign * int(trips)
         for group in plan.scan:
             counted[group.key] = found.get(("scan", group.key), 0)
         for group in plan.complement:
@@ -299,14 +298,3 @@ def _select(
         + " GROUP BY ALL"
     )
     return text, values
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _union(extents: list[Extent]) -> Extent:
-    merged = extents[0]
-    for extent in extents[1:]:
-        merged = merged.union(extent)
-    return merged

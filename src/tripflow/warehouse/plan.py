@@ -69,6 +69,14 @@ class Extent:
         return strips
 
 
+def union_of(extents: Sequence[Extent]) -> Extent:
+    """Return the smallest extent holding all of some (at least one) extents."""
+    merged = extents[0]
+    for extent in extents[1:]:
+        merged = merged.union(extent)
+    return merged
+
+
 class Way(IntEnum):
     """How one group is counted for one question."""
 

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from tripflow.warehouse.plan import Extent, Group, Plan, Summary, week_ranges
+from tripflow.warehouse.plan import Extent, Group, Plan, Summary, union_of, week_ranges
 from tripflow.warehouse.statements import load_sql
 from tripflow.weeks import AreaQuery, BBox, Match
 
@@ -109,13 +109,6 @@ def _outside_condition(column: str, extent: Extent, box: BBox) -> sql.Composable
     return _joined(tests, " OR ") if tests else None
 
 
-def _union(extents: list[Extent]) -> Extent:
-    merged = extents[0]
-    for extent in extents[1:]:
-        merged = merged.union(extent)
-    return merged
-
-
 # The summary as read last, per server and content; a publish changes the content key.
 _summaries: dict[tuple[Any, ...], Summary] = {}
 _summaries_lock = threading.Lock()
@@ -196,9 +189,9 @@ def _complement_counts(
     box = query.bbox
     if box is None:
         raise ValueError("a complement needs a box")
-    origin = _outside_condition("origin_coord", _union([g.origin for g in groups]), box)
+    origin = _outside_condition("origin_coord", union_of([g.origin for g in groups]), box)
     destination = _outside_condition(
-        "destination_coord", _union([g.destination for g in groups]), box
+        "destination_coord", union_of([g.destination for g in groups]), box
     )
     if query.match is Match.ORIGIN:
         candidates = [origin]
