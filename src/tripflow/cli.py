@@ -6,8 +6,9 @@ import json
 import os
 import time
 from contextlib import ExitStack, closing
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -155,6 +156,7 @@ def ingest(
     from tripflow.serving.copy import ServingCopy
     from tripflow.warehouse.database import connect
     from tripflow.warehouse.ingestions import batch_summary
+    from tripflow.warehouse.publish import DiskBudget
 
     settings = Settings()
     url = ensure_database(settings)
@@ -192,6 +194,7 @@ def ingest(
                     on_step,
                     max_attempts=settings.max_batch_attempts,
                     serving=ServingCopy.from_settings(settings),
+                    disk=DiskBudget.from_settings(settings),
                 )
             except Exception as error:
                 raise fail(
@@ -406,15 +409,50 @@ def generate(
         float, typer.Option(help="Share of rows that break one contract rule each.")
     ] = 0.0,
     duplicate_rate: Annotated[
-        float, typer.Option(help="Share of rows that repeat an earlier valid row exactly.")
+        float,
+        typer.Option(
+            help="Share of rows that repeat an earlier valid row exactly (with --order time, "
+            "a row of the same file)."
+        ),
     ] = 0.0,
+    # The choices are tripflow.generate.Order's values, spelled out so that every other
+    # command starts without importing numpy and pyarrow (a test keeps them equal).
+    order: Annotated[
+        Literal["spread", "time"],
+        typer.Option(
+            help="spread: every file's trips over the whole of 2018, so every batch touches "
+            "every week (the worst case for loads); time: each file covers the span of days "
+            "right after the previous file's, the way a live feed arrives."
+        ),
+    ] = "spread",
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"],
+            help="With --order time: where the first file's span begins.",
+            show_default="2018-01-01",
+        ),
+    ] = None,
+    days_per_file: Annotated[
+        float | None,
+        typer.Option(
+            help="With --order time: days each file covers, fractions allowed (1: a daily "
+            "feed, 0.5: twice a day); trips per day are then rows per file / days.",
+            show_default="365 / files: the run covers one year, as --order spread does",
+        ),
+    ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary, with per-reason counts, as JSON.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the summary as JSON: per-reason counts, the order, each file's span.",
+        ),
     ] = False,
 ) -> None:
-    """Write realistic trip CSV files (optionally with invalid and duplicate rows)."""
+    """Write realistic trip CSV files (optionally with invalid and duplicate rows), spread over
+    2018 or in time order."""
     # Imported here: numpy and pyarrow would slow down every other command's start.
-    from tripflow.generate import generate_trips
+    from tripflow.generate import Order, generate_trips
 
     try:
         summary = generate_trips(
@@ -424,6 +462,9 @@ def generate(
             seed=seed,
             invalid_rate=invalid_rate,
             duplicate_rate=duplicate_rate,
+            order=Order(order),
+            start=start,
+            days_per_file=days_per_file,
         )
     except ValueError as error:
         raise fail(str(error)) from error

@@ -4,15 +4,23 @@ Rows are built a chunk at a time as numpy arrays and formatted with pyarrow's st
 so memory stays bounded whatever the row count and no Python loop runs per row. One numpy
 Generator, seeded once, is consumed in a fixed order: the same arguments give byte-identical
 files.
+
+Two orders of trip times over the files (`Order`): `spread`, every file's trips drawn over
+the whole of 2018, so every batch touches every week of the table (the worst case for a
+table partitioned by time); and `time`, file k covering the span of days that follows file
+k-1's, the way a live feed arrives.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,7 +44,58 @@ KM_PER_DEGREE = 111.32
 # 2018-01-01 00:00:00 (a Monday) as seconds since the epoch; datetimes are wall-clock times.
 YEAR_START = 1_514_764_800
 HOURS_IN_YEAR = 365 * 24
+DAY_SECONDS = 86_400
+EPOCH = datetime(1970, 1, 1)
 FILE_PATTERN = "trips-{:05d}.csv"
+# Text of a datetime in the files and in summaries.
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class Order(StrEnum):
+    """How trip times are laid out over a run's files."""
+
+    SPREAD = "spread"
+    TIME = "time"
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    """Wall-clock times from `start` (included) to `end` (excluded), whole seconds."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def days(self) -> float:
+        """Length in days."""
+        return (self.end - self.start) / timedelta(days=1)
+
+    def seconds(self) -> tuple[int, int]:
+        """Return start and end as epoch seconds of the wall-clock time."""
+        return epoch_seconds(self.start), epoch_seconds(self.end)
+
+    def contains(self, moment: datetime) -> bool:
+        """Tell whether a wall-clock time lies in the span."""
+        return self.start <= moment < self.end
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the span as JSON-ready values (`end` excluded)."""
+        return {
+            "start": self.start.strftime(DATETIME_FORMAT),
+            "end": self.end.strftime(DATETIME_FORMAT),
+            "days": round(self.days, 6),
+        }
+
+
+def epoch_seconds(moment: datetime) -> int:
+    """Return a naive wall-clock datetime as seconds since 1970-01-01 00:00:00."""
+    if moment.tzinfo is not None:
+        raise ValueError(f"start must be a wall-clock time without a zone, got {moment}")
+    return (moment - EPOCH) // timedelta(seconds=1)
+
+
+# The year every file of the spread order covers.
+YEAR = TimeSpan(datetime(2018, 1, 1), datetime(2019, 1, 1))
 
 
 @dataclass(frozen=True)
@@ -208,6 +267,7 @@ class GeneratedFile:
     path: Path
     rows: int
     bytes: int
+    span: TimeSpan = YEAR
 
 
 @dataclass(frozen=True)
@@ -220,6 +280,14 @@ class GenerationSummary:
     seed: int
     invalid: dict[Reason, int] = field(default_factory=dict)
     duplicates: int = 0
+    order: Order = Order.SPREAD
+
+    @property
+    def span(self) -> TimeSpan:
+        """The time every file together covers."""
+        if not self.files:
+            return YEAR
+        return TimeSpan(self.files[0].span.start, self.files[-1].span.end)
 
     @property
     def bytes(self) -> int:
@@ -252,15 +320,30 @@ class GenerationSummary:
             f"{self.rows} rows, {len(self.files)} files, {self.bytes} bytes in "
             f"{self.seconds:.2f} s ({self.rows_per_second:,.0f} rows/s, "
             f"{self.megabytes_per_second:.1f} MB/s); invalid {self.invalid_rows}, "
-            f"duplicates {self.duplicates}"
+            f"duplicates {self.duplicates}; {self.describe_order()}"
         )
+
+    def describe_order(self) -> str:
+        """Say how the trip times are laid out over the files."""
+        span = self.span.to_dict()
+        if self.order is Order.SPREAD:
+            return f"spread: every file over {span['start']} .. {span['end']}"
+        per_file = self.files[0].span.days if self.files else 0.0
+        return f"time-ordered: {span['start']} .. {span['end']}, {per_file:g} days per file"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready values."""
         return {
             "rows": self.rows,
+            "order": self.order.value,
+            "span": self.span.to_dict(),
             "files": [
-                {"path": str(item.path), "rows": item.rows, "bytes": item.bytes}
+                {
+                    "path": str(item.path),
+                    "rows": item.rows,
+                    "bytes": item.bytes,
+                    "span": item.span.to_dict(),
+                }
                 for item in self.files
             ],
             "bytes": self.bytes,
@@ -288,19 +371,26 @@ def _pick(rng: np.random.Generator, cdf: FloatArray, count: int) -> IntArray:
     return np.searchsorted(cdf, rng.random(count), side="right").astype(np.int64)
 
 
-@cache
-def hour_weights() -> FloatArray:
-    """Return the relative number of trips in each hour of 2018, daily and weekly rhythms."""
-    hours = np.arange(HOURS_IN_YEAR)
+def rhythm(hours: IntArray) -> FloatArray:
+    """Return the relative number of trips in each hour (counted from the epoch): daily and
+    weekly rhythms, a mild season."""
     day = hours // 24
-    weekday = day % 7  # 2018-01-01 is a Monday
+    weekday = (day + 3) % 7  # Monday is 0; 1970-01-01 was a Thursday
     weekend = weekday >= 5
     profile = np.where(
         weekend, np.asarray(WEEKEND_HOURS)[hours % 24], np.asarray(WEEKDAY_HOURS)[hours % 24]
     )
-    # A mild season: more trips in late spring and summer than in winter.
-    season = 1.0 + 0.15 * np.sin(2 * np.pi * (day - 80) / 365)
+    dates = day.astype("datetime64[D]")
+    day_of_year = (dates - dates.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
+    # More trips in late spring and summer than in winter.
+    season = 1.0 + 0.15 * np.sin(2 * np.pi * (day_of_year - 80) / 365)
     return np.asarray(profile * np.asarray(DAY_WEIGHTS)[weekday] * season, dtype=np.float64)
+
+
+@cache
+def hour_weights() -> FloatArray:
+    """Return the relative number of trips in each hour of 2018, daily and weekly rhythms."""
+    return rhythm(YEAR_START // 3600 + np.arange(HOURS_IN_YEAR))
 
 
 @cache
@@ -308,8 +398,39 @@ def _hour_cdf() -> FloatArray:
     return _cumulative(list(hour_weights()))
 
 
-def sample_trips(rng: np.random.Generator, count: int) -> Trips:
-    """Draw `count` valid trips: hotspot-heavy origins, mostly short hops, rush-hour times."""
+@dataclass(frozen=True)
+class _SpanHours:
+    """The hours a span touches: where each starts inside the span, its seconds inside the
+    span and the cumulative share of trips up to it."""
+
+    start: IntArray
+    width: IntArray
+    cdf: FloatArray
+
+
+@cache
+def _span_hours(start: int, end: int) -> _SpanHours:
+    hours = np.arange(start // 3600, (end - 1) // 3600 + 1, dtype=np.int64)
+    low = np.maximum(hours * 3600, start)
+    width = np.minimum((hours + 1) * 3600, end) - low
+    # An hour the span cuts gets the share of its trips that fall inside the span.
+    return _SpanHours(low, width, _cumulative(list(rhythm(hours) * width)))
+
+
+def sample_seconds(rng: np.random.Generator, count: int, span: tuple[int, int]) -> IntArray:
+    """Draw `count` epoch seconds in [start, end) with the hourly, weekly and seasonal rhythm."""
+    hours = _span_hours(*span)
+    hour = _pick(rng, hours.cdf, count)
+    # random() < 1, so the offset stays below the hour's width inside the span.
+    offset = (rng.random(count) * hours.width[hour]).astype(np.int64)
+    return hours.start[hour] + offset
+
+
+def sample_trips(
+    rng: np.random.Generator, count: int, span: tuple[int, int] | None = None
+) -> Trips:
+    """Draw `count` valid trips: hotspot-heavy origins, mostly short hops, rush-hour times,
+    in 2018 or in `span` (epoch seconds, end excluded)."""
     region = _pick(rng, _cumulative([item.weight for item in REGIONS]), count)
     origin_lon = np.empty(count)
     origin_lat = np.empty(count)
@@ -322,8 +443,12 @@ def sample_trips(rng: np.random.Generator, count: int) -> Trips:
         origin_lat[rows] = olat
         destination_lon[rows] = dlon
         destination_lat[rows] = dlat
-    hour = _pick(rng, _hour_cdf(), count)
-    seconds = YEAR_START + hour * 3600 + rng.integers(0, 3600, count)
+    if span is None:
+        # The spread order's draws, kept as they were so its files stay byte-identical.
+        hour = _pick(rng, _hour_cdf(), count)
+        seconds = YEAR_START + hour * 3600 + rng.integers(0, 3600, count)
+    else:
+        seconds = sample_seconds(rng, count, span)
     datasource = _pick(rng, _cumulative([weight for _, weight in DATASOURCES]), count)
     return Trips(
         region, origin_lon, origin_lat, destination_lon, destination_lat, seconds, datasource
@@ -495,12 +620,17 @@ def _bad_datetime(rng: np.random.Generator, seconds: IntArray) -> pa.Array:
         return pc.utf8_slice_codeunits(text, start, stop)
 
     impossible_days = ["02-29", "02-30", "02-31", "04-31", "06-31", "09-31", "11-31"]
+    day = _choose(rng, impossible_days, count)
+    years = seconds.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
+    leap = (years % 4 == 0) & ((years % 100 != 0) | (years % 400 == 0))
+    if leap.any():
+        # February 29th exists in a leap year: make it the 30th there.
+        is_29th = pc.and_(pa.array(leap), pc.equal(day, "02-29"))
+        day = pc.if_else(is_29th, "02-30", day)
     return _choose(
         rng,
         [
-            pc.binary_join_element_wise(
-                "2018-", _choose(rng, impossible_days, count), part(10), ""
-            ),
+            pc.binary_join_element_wise(part(0, 5), day, part(10), ""),
             pc.binary_join_element_wise(part(0, 5), "13", part(7), ""),  # month 13
             pc.binary_join_element_wise(part(0, 11), "24", part(13), ""),  # hour 24
             pc.binary_join_element_wise(
@@ -570,9 +700,11 @@ def build_chunk(
     invalid_rate: float,
     duplicate_rate: float,
     pool: pa.Array,
+    span: tuple[int, int] | None = None,
 ) -> tuple[Chunk, pa.Array]:
-    """Build one chunk of lines; return it and the pool of valid lines for later duplicates."""
-    trips = sample_trips(rng, count)
+    """Build one chunk of lines (trip times in `span`, else in 2018); return it and the pool
+    of valid lines for later duplicates."""
+    trips = sample_trips(rng, count, span)
     lines = format_lines(trips)
     draw = rng.random(count)
     invalid = draw < invalid_rate
@@ -643,6 +775,27 @@ def split_rows(rows: int, files: int) -> list[int]:
     return [rows // files + (1 if index < rows % files else 0) for index in range(files)]
 
 
+def file_spans(
+    files: int, start: datetime = YEAR.start, days_per_file: float | None = None
+) -> tuple[TimeSpan, ...]:
+    """Return the spans of `files` time-ordered files: the first from `start`, each next one
+    where the previous ends, `days_per_file` long (by default the files share 365 days)."""
+    if files < 1:
+        raise ValueError(f"files must be at least 1, got {files}")
+    days = 365 / files if days_per_file is None else days_per_file
+    if not math.isfinite(days) or days * DAY_SECONDS < 1:
+        raise ValueError(f"days per file must be at least one second, got {days_per_file}")
+    first = epoch_seconds(start)
+    # Every bound computed from the start, not from the previous bound: no rounding drift,
+    # and each span ends exactly where the next begins.
+    bounds = [first + round(number * days * DAY_SECONDS) for number in range(files + 1)]
+    try:
+        moments = [EPOCH + timedelta(seconds=bound) for bound in bounds]
+    except OverflowError as error:
+        raise ValueError(f"{files} files of {days:g} days from {start} end after 9999") from error
+    return tuple(TimeSpan(begin, end) for begin, end in itertools.pairwise(moments))
+
+
 def generate_trips(
     rows: int,
     out_dir: Path | str,
@@ -652,8 +805,18 @@ def generate_trips(
     duplicate_rate: float = 0.0,
     chunk_rows: int = CHUNK_ROWS,
     on_file: Callable[[GeneratedFile], None] | None = None,
+    order: Order = Order.SPREAD,
+    start: datetime | None = None,
+    days_per_file: float | None = None,
 ) -> GenerationSummary:
-    """Write `rows` trips as `files` CSV files in `out_dir`; return what was written."""
+    """Write `rows` trips as `files` CSV files in `out_dir`; return what was written.
+
+    `order=Order.TIME` gives file k the span of days after file k-1's (`file_spans`), from
+    `start` (default 2018-01-01), `days_per_file` long (default: the files share 365 days).
+    """
+    order = Order(order)
+    if order is Order.SPREAD and (start is not None or days_per_file is not None):
+        raise ValueError("start and days per file apply to the time order only")
     if rows < 0:
         raise ValueError(f"rows must not be negative, got {rows}")
     if files < 1:
@@ -664,6 +827,10 @@ def generate_trips(
         raise ValueError("invalid_rate and duplicate_rate must be between 0 and 1")
     if invalid_rate + duplicate_rate > 1.0:
         raise ValueError("invalid_rate + duplicate_rate must not exceed 1")
+    if order is Order.TIME:
+        spans: Sequence[TimeSpan] = file_spans(files, start or YEAR.start, days_per_file)
+    else:
+        spans = [YEAR] * files
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -673,8 +840,15 @@ def generate_trips(
     written: list[GeneratedFile] = []
     header = (",".join(COLUMNS) + "\n").encode()
     started = time.perf_counter()
-    for number, file_rows in enumerate(split_rows(rows, files), start=1):
+    for number, (file_rows, span) in enumerate(
+        zip(split_rows(rows, files), spans, strict=True), start=1
+    ):
         path = directory / FILE_PATTERN.format(number)
+        bounds = span.seconds() if order is Order.TIME else None
+        if order is Order.TIME:
+            # Repeats only of this file's rows: a row of an earlier file would carry a time
+            # outside this file's span.
+            pool = pa.array([], pa.string())
         # A hidden .tmp name until complete: the landing sensor ignores both, so a reader
         # watching this directory never picks up a half-written file.
         partial = directory / f".{path.name}.tmp"
@@ -686,7 +860,9 @@ def generate_trips(
                 remaining = file_rows
                 while remaining:
                     count = min(chunk_rows, remaining)
-                    chunk, pool = build_chunk(rng, count, invalid_rate, duplicate_rate, pool)
+                    chunk, pool = build_chunk(
+                        rng, count, invalid_rate, duplicate_rate, pool, bounds
+                    )
                     size += _write_lines(handle, chunk.lines)
                     for reason, found in chunk.invalid.items():
                         invalid[reason] += found
@@ -696,7 +872,7 @@ def generate_trips(
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, path)
-        item = GeneratedFile(path, file_rows, size)
+        item = GeneratedFile(path, file_rows, size, span)
         written.append(item)
         if on_file is not None:
             on_file(item)
@@ -707,4 +883,5 @@ def generate_trips(
         seed=seed,
         invalid=invalid,
         duplicates=duplicates,
+        order=order,
     )

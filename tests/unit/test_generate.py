@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +18,15 @@ from tripflow.cli import app
 from tripflow.generate import (
     DATASOURCES,
     REGIONS,
+    YEAR,
     YEAR_START,
     GenerationSummary,
+    Order,
+    TimeSpan,
+    epoch_seconds,
+    file_spans,
     generate_trips,
+    sample_seconds,
     sample_trips,
     split_rows,
 )
@@ -185,18 +193,16 @@ def test_all_duplicates_keep_one_original(tmp_path: Path) -> None:
         {"files": 0},
         {"invalid_rate": 1.5},
         {"invalid_rate": 0.6, "duplicate_rate": 0.6},
+        {"days_per_file": 3.0},
+        {"start": datetime(2019, 1, 1)},
+        {"order": Order.TIME, "days_per_file": 0.0},
+        {"order": Order.TIME, "days_per_file": float("nan")},
+        {"order": Order.TIME, "days_per_file": 3e6},
     ],
 )
-def test_rejects_impossible_arguments(tmp_path: Path, arguments: dict[str, float]) -> None:
-    values: dict[str, float] = {"rows": 10} | arguments
+def test_rejects_impossible_arguments(tmp_path: Path, arguments: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        generate_trips(
-            int(values["rows"]),
-            tmp_path,
-            files=int(values.get("files", 1)),
-            invalid_rate=values.get("invalid_rate", 0.0),
-            duplicate_rate=values.get("duplicate_rate", 0.0),
-        )
+        generate_trips(out_dir=tmp_path, **({"rows": 10} | arguments))
 
 
 def test_command_prints_a_json_summary(tmp_path: Path) -> None:
@@ -210,3 +216,155 @@ def test_command_prints_a_json_summary(tmp_path: Path) -> None:
     assert set(summary["invalid"]) == {reason.value for reason in Reason}
     assert summary["invalid_rows"] == sum(summary["invalid"].values())
     assert summary["distinct_trips"] == 2000 - summary["invalid_rows"] - summary["duplicates"]
+
+
+def file_datetimes(item_path: Path) -> list[datetime]:
+    """Return the datetime of every row of one file that passes the contract."""
+    positions = {"region": 0, "origin_coord": 1, "destination_coord": 2}
+    positions |= {"datetime": 3, "datasource": 4}
+    with item_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        results = [check_row(row, positions) for row in reader]
+    return [result.datetime for result in results if isinstance(result, Trip)]
+
+
+def test_time_ordered_files_cover_spans_that_follow_each_other(tmp_path: Path) -> None:
+    summary = generate_trips(
+        3000, tmp_path, files=4, order=Order.TIME, start=datetime(2019, 3, 1), days_per_file=2.5
+    )
+    spans = [item.span for item in summary.files]
+    assert spans[0].start == datetime(2019, 3, 1)
+    assert all(span.days == 2.5 for span in spans)
+    assert all(later.start == earlier.end for earlier, later in itertools.pairwise(spans))
+    assert summary.span == TimeSpan(datetime(2019, 3, 1), datetime(2019, 3, 11))
+    assert summary.order is Order.TIME
+
+
+def test_time_ordered_files_share_one_year_by_default() -> None:
+    spans = file_spans(7)
+    assert (spans[0].start, spans[-1].end) == (YEAR.start, YEAR.end)
+    assert all(later.start == earlier.end for earlier, later in itertools.pairwise(spans))
+    # Whole seconds: each span is 365/7 days to within a second.
+    lengths = {(span.end - span.start).total_seconds() for span in spans}
+    assert max(abs(length - 365 / 7 * 86400) for length in lengths) <= 1
+
+
+def test_spans_of_hours_do_not_drift() -> None:
+    spans = file_spans(1000, datetime(2019, 1, 1), days_per_file=1 / 24)
+    assert spans[-1].end == datetime(2019, 1, 1) + timedelta(hours=1000)
+    assert {span.end - span.start for span in spans} == {timedelta(hours=1)}
+
+
+def test_every_valid_datetime_lies_in_its_files_span(tmp_path: Path) -> None:
+    # Across February 29th of a leap year, with planted errors and repeats, several chunks.
+    summary = generate_trips(
+        12_000,
+        tmp_path,
+        files=3,
+        seed=9,
+        invalid_rate=0.1,
+        duplicate_rate=0.1,
+        chunk_rows=1500,
+        order=Order.TIME,
+        start=datetime(2020, 2, 28, 6),
+        days_per_file=0.75,
+    )
+    for item in summary.files:
+        moments = file_datetimes(item.path)
+        assert len(moments) > 0.7 * item.rows
+        assert all(item.span.contains(moment) for moment in moments)
+        # Spread over the span, not piled at one end.
+        middle = item.span.start + (item.span.end - item.span.start) / 2
+        assert 0.2 < sum(moment < middle for moment in moments) / len(moments) < 0.8
+
+
+def test_time_order_counts_rejected_reasons_and_repeats_exactly(tmp_path: Path) -> None:
+    summary = generate_trips(
+        16_000,
+        tmp_path,
+        files=2,
+        seed=10,
+        invalid_rate=0.2,
+        duplicate_rate=0.1,
+        chunk_rows=3000,
+        order=Order.TIME,
+        start=datetime(2024, 2, 26),
+        days_per_file=4,
+    )
+    results = checked(summary)
+    found = Counter(result for result in results if isinstance(result, Reason))
+    assert dict(found) == summary.invalid
+    assert all(found[reason] > 0 for reason in Reason)
+    trips = Counter(result for result in results if isinstance(result, Trip))
+    assert sum(count - 1 for count in trips.values()) == summary.duplicates > 0
+    assert len(trips) == summary.distinct_trips
+
+
+def test_time_order_with_the_same_arguments_writes_the_same_bytes(tmp_path: Path) -> None:
+    arguments: dict[str, Any] = {"files": 3, "seed": 11, "invalid_rate": 0.05}
+    arguments |= {"duplicate_rate": 0.05, "chunk_rows": 900, "order": Order.TIME}
+    arguments |= {"start": datetime(2019, 1, 1), "days_per_file": 1.0}
+    for name in ("a", "b"):
+        generate_trips(4000, tmp_path / name, **arguments)
+    generate_trips(4000, tmp_path / "c", **(arguments | {"start": datetime(2019, 1, 2)}))
+    assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b")
+    assert file_bytes(tmp_path / "a") != file_bytes(tmp_path / "c")
+
+
+def test_spread_order_puts_every_file_over_the_whole_year(tmp_path: Path) -> None:
+    summary = generate_trips(2000, tmp_path, files=2, seed=12)
+    assert summary.order is Order.SPREAD
+    assert [item.span for item in summary.files] == [YEAR, YEAR]
+    for item in summary.files:
+        moments = file_datetimes(item.path)
+        assert min(moments) < datetime(2018, 2, 1) and max(moments) >= datetime(2018, 12, 1)
+
+
+def test_times_in_a_span_keep_the_weekly_and_daily_rhythm() -> None:
+    # Four weeks of 2019 from a Monday; a span that cuts hours at both ends.
+    start, end = epoch_seconds(datetime(2019, 1, 7)), epoch_seconds(datetime(2019, 2, 4))
+    seconds = sample_seconds(np.random.default_rng(13), 100_000, (start, end))
+    assert seconds.min() >= start and seconds.max() < end
+    offset = seconds - start
+    weekday = (offset // 86400) % 7
+    per_day = np.bincount(weekday, minlength=7)
+    assert per_day[:5].min() > per_day[5:].max()
+    hour = (offset // 3600) % 24
+    assert np.sum((weekday < 5) & (hour == 8)) > 3 * np.sum((weekday < 5) & (hour == 3))
+    cut = (start + 1800, start + 5400)
+    inside = sample_seconds(np.random.default_rng(14), 1000, cut)
+    assert inside.min() >= cut[0] and inside.max() < cut[1]
+
+
+@pytest.mark.parametrize("order", list(Order))
+def test_command_writes_each_order_and_reports_the_spans(tmp_path: Path, order: Order) -> None:
+    arguments = ["generate", "--rows", "300", "--out", str(tmp_path), "--files", "3"]
+    arguments += ["--order", order.value, "--json"]
+    if order is Order.TIME:
+        arguments += ["--start", "2019-05-01", "--days-per-file", "0.5"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["order"] == order.value
+    spans = [item["span"] for item in summary["files"]]
+    if order is Order.TIME:
+        assert [span["start"] for span in spans] == [
+            "2019-05-01 00:00:00",
+            "2019-05-01 12:00:00",
+            "2019-05-02 00:00:00",
+        ]
+        assert summary["span"] == {
+            "start": "2019-05-01 00:00:00",
+            "end": "2019-05-02 12:00:00",
+            "days": 1.5,
+        }
+    else:
+        assert {span["start"] for span in spans} == {"2018-01-01 00:00:00"}
+        assert {span["end"] for span in spans} == {"2019-01-01 00:00:00"}
+
+
+def test_command_refuses_a_start_without_the_time_order(tmp_path: Path) -> None:
+    arguments = ["generate", "--rows", "10", "--out", str(tmp_path), "--start", "2019-01-01"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code != 0
