@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SparkRunnerMode(StrEnum):
+    """How the pipeline runs its Spark job."""
+
+    # On the stack's warm Spark Connect server (spark-submit when none answers).
+    CONNECT = "connect"
+    # A spark-submit application per batch (a cluster's own scheduling of each job).
+    SUBMIT = "submit"
 
 
 class Settings(BaseSettings):
@@ -35,6 +45,17 @@ class Settings(BaseSettings):
     spark_driver_memory: str = Field(
         default="2g", description="Memory of the Spark driver (the executor too in local mode)."
     )
+    spark_runner: SparkRunnerMode = Field(
+        default=SparkRunnerMode.CONNECT,
+        description="How the Spark job runs. connect: `tripflow up` keeps a Spark Connect "
+        "server (master TRIPFLOW_SPARK_MASTER) running and every batch goes to it, with no "
+        "JVM start per batch; a batch finding no server answering is submitted with "
+        "spark-submit instead. submit: spark-submit per batch, and no server is started.",
+    )
+    spark_connect_port: int = Field(
+        default=15002,
+        description="Port of the stack's Spark Connect server (gRPC, loopback only).",
+    )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
     api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
@@ -52,7 +73,8 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="Seconds an API question waits for a lock on the trips before it answers "
-        "503: a large publish rebuilds the indexes and holds the table for minutes.",
+        "503: a publish that rebuilds a month partition's indexes holds that partition until "
+        "it commits (questions the serving copy answers never wait).",
     )
     serving_dir: Path | None = Field(
         default=None,
@@ -84,6 +106,18 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of Airflow's metadata database. "
         "Default: the database `airflow` on the warehouse's server.",
+    )
+    database_data_dir: Path | None = Field(
+        default=None,
+        description="Data directory of a PostgreSQL on this host that tripflow does not "
+        "manage: publish checks the free disk there before writing. Default: the managed "
+        "cluster's; with neither (a remote server) the check is skipped.",
+    )
+    publish_disk_reserve: ByteSize = Field(
+        default=ByteSize(2 * 1024**3),
+        description="Free disk a publish leaves on the database's disk (bytes, or 500MB, "
+        "2GiB, ...): a batch that would eat into it rebuilds no indexes, or fails before "
+        "writing anything if it cannot fit at all.",
     )
     max_batch_attempts: int = Field(
         default=3,
@@ -167,6 +201,13 @@ class Settings(BaseSettings):
             for name, value in values.items()
             if value is not None
         }
+
+    @property
+    def database_data_path(self) -> Path | None:
+        """Return the database's data directory when it is on this host, else None."""
+        if self.database_data_dir is not None:
+            return self.database_data_dir.expanduser().resolve()
+        return self.home_dir / "postgres" / "data" if self.manages_database else None
 
     @property
     def manages_database(self) -> bool:

@@ -23,7 +23,7 @@ from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.ingestions import Status
 from tripflow.warehouse.load import clear_staging, load_staging
-from tripflow.warehouse.publish import SegmentWriter, StagingLost, publish_batch
+from tripflow.warehouse.publish import DiskBudget, SegmentWriter, StagingLost, publish_batch
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -213,6 +213,7 @@ def run_batch(
     until: Status = Status.DONE,
     max_attempts: int = 3,
     serving: SegmentWriter | None = None,
+    disk: DiskBudget | None = None,
 ) -> None:
     """Take one batch from wherever it stopped to `until` (done by default); a batch
     already there or past it is left alone. A failing step is recorded on the batch (see
@@ -223,7 +224,7 @@ def run_batch(
             "staging",
             lambda: load_staging(conn, lake, batch_id, trusted_dir(batch_id)),
         ),
-        Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id, serving)),
+        Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id, serving, disk)),
         Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),
     }
     order = list(Status)
@@ -263,6 +264,7 @@ def ingest(
     on_step: StepCallback | None = None,
     max_attempts: int = 3,
     serving: ServingCopy | None = None,
+    disk: DiskBudget | None = None,
 ) -> list[int]:
     """Finish unfinished batches, then claim and run the files waiting now; return the
     batch ids touched. With `serving`, each publish writes its batch to the serving copy,
@@ -273,14 +275,30 @@ def ingest(
         writer = maintenance.BatchWriter(serving, lake)
     touched = []
     for batch_id in ingestions.unfinished_batches(conn):
-        run_batch(conn, lake, runner, batch_id, on_step, max_attempts=max_attempts, serving=writer)
+        run_batch(
+            conn,
+            lake,
+            runner,
+            batch_id,
+            on_step,
+            max_attempts=max_attempts,
+            serving=writer,
+            disk=disk,
+        )
         touched.append(batch_id)
     batch = ingestions.claim_batch(conn, lake)
     if batch is not None:
         if on_step:
             on_step(batch.batch_id, "claimed")
         run_batch(
-            conn, lake, runner, batch.batch_id, on_step, max_attempts=max_attempts, serving=writer
+            conn,
+            lake,
+            runner,
+            batch.batch_id,
+            on_step,
+            max_attempts=max_attempts,
+            serving=writer,
+            disk=disk,
         )
         touched.append(batch.batch_id)
     if serving is not None and touched:

@@ -324,7 +324,7 @@ def test_the_api_answers_from_the_copy_while_a_publish_holds_tripdata(
     url = "/weekly-average?bbox=14.38,50.04,14.47,50.11"
     try:
         with connect(database_url) as holder:
-            # What a publish that rebuilds the indexes holds until it commits.
+            # More than any publish holds now (the old unpartitioned rebuild held this).
             holder.execute("LOCK TABLE tripdata IN ACCESS EXCLUSIVE MODE")
             response = client.get(url)
     finally:

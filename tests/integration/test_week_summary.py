@@ -10,18 +10,16 @@ by its complement. Each answer must equal tests/reference.py on the same trips.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
-import psycopg
 import pytest
 
 from tests import reference
+from tests.integration.trips import sample, stage_and_publish
 from tripflow import answers, generate
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY
@@ -29,9 +27,8 @@ from tripflow.records import Trip
 from tripflow.serving import maintenance
 from tripflow.serving.copy import ServingCopy
 from tripflow.serving.engine import Engine
-from tripflow.warehouse import plan, publish, queries
+from tripflow.warehouse import plan, queries
 from tripflow.warehouse.database import connect
-from tripflow.warehouse.publish import publish_batch
 from tripflow.weeks import AreaQuery, BBox, Match
 
 # A box in Prague's old town, and trips placed exactly on its edges and corners.
@@ -48,22 +45,6 @@ PRAGUE = generate.REGIONS[0]
 TURIN = generate.REGIONS[1]
 
 
-def sample(count: int, seed: int) -> list[Trip]:
-    drawn = generate.sample_trips(np.random.default_rng(seed), count)
-    return [
-        Trip(
-            region=generate.REGIONS[drawn.region[row]].name,
-            origin_lon=float(drawn.origin_lon[row]),
-            origin_lat=float(drawn.origin_lat[row]),
-            destination_lon=float(drawn.destination_lon[row]),
-            destination_lat=float(drawn.destination_lat[row]),
-            datetime=datetime.fromtimestamp(int(drawn.seconds[row]), UTC).replace(tzinfo=None),
-            datasource=generate.DATASOURCES[drawn.datasource[row]][0],
-        )
-        for row in range(count)
-    ]
-
-
 def edge_trips() -> list[Trip]:
     """The edge trips twice: alone in groups of their own (whose extents are the points
     themselves), and among generated trips of a common datasource, so that groups partly
@@ -75,38 +56,6 @@ def edge_trips() -> list[Trip]:
         for source in ("edge_app", common)
         for number, ((olon, olat), (dlon, dlat)) in enumerate(EDGE_TRIPS)
     ]
-
-
-def stage_and_publish(conn: psycopg.Connection[Any], trips: list[Trip]) -> None:
-    batch = conn.execute(
-        "INSERT INTO ingestion_batch (status, files, rows_staged) VALUES ('staged', 1, %s)"
-        " RETURNING batch_id",
-        (len(trips),),
-    ).fetchone()
-    assert batch is not None
-    file = conn.execute(
-        "INSERT INTO ingestion_file (batch_id, name, landing_path, size_bytes, checksum,"
-        " rows_duplicate) VALUES (%s, 'f.csv', %s, 1, 'x', 0) RETURNING file_id",
-        (batch[0], f"landing/{batch[0]}.csv"),
-    ).fetchone()
-    assert file is not None
-    with conn.cursor().copy(
-        "COPY staging_tripdata (batch_id, file_id, trip_key, region, origin_lon, origin_lat,"
-        " destination_lon, destination_lat, datetime, datasource) FROM STDIN"
-    ) as copy:
-        for trip in trips:
-            key = "|".join(str(value) for value in vars(trip).values())
-            copy.write_row((batch[0], file[0], key_uuid(key), trip.region, trip.origin_lon,
-                            trip.origin_lat, trip.destination_lon, trip.destination_lat,
-                            trip.datetime, trip.datasource))  # fmt: skip
-    conn.commit()
-    assert publish_batch(conn, batch[0])
-    conn.commit()
-
-
-def key_uuid(text: str) -> str:
-    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
 @pytest.fixture(scope="module")
@@ -280,31 +229,6 @@ def test_regions_and_datasources_come_from_the_summary(
     with closing(connect(url)) as conn:
         regions = {row["name"]: row["trips"] for row in queries.list_regions(conn)}
     assert regions == dict(Counter(trip.region for trip in trips))
-
-
-def index_definitions(conn: psycopg.Connection[Any]) -> list[str]:
-    rows = conn.execute(
-        "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
-        " WHERE indrelid = 'tripdata'::regclass ORDER BY 1"
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def test_large_batches_rebuild_the_indexes_small_ones_keep_them(database_url: str) -> None:
-    with closing(connect(database_url)) as conn:
-        migrated = index_definitions(conn)
-        conn.commit()
-        assert len(migrated) == 4  # primary key, two GiST, (region, datetime)
-        first = sample(1000, seed=11)
-        assert publish.worth_rebuilding(conn, len(first))
-        stage_and_publish(conn, first)
-        assert index_definitions(conn) == migrated
-        second = sample(100, seed=12) + first[:10]
-        assert not publish.worth_rebuilding(conn, len(second))
-        stage_and_publish(conn, second)
-        assert index_definitions(conn) == migrated
-        total = answers.weekly_average(conn, AreaQuery()).trips
-    assert total == 1100
 
 
 def test_the_api_answer_cache_never_serves_an_answer_older_than_the_data(

@@ -28,10 +28,11 @@ class Database:
         self.url = url
         self.timeout = timeout
         self.max_size = max_size
-        # A publish that rebuilds tripdata's indexes holds the table until it commits
-        # (minutes for a large batch): a question that must read trips then gives up after
-        # this long and answers 503, instead of holding a thread and its client that long.
-        # Questions answered from the weekly summary never wait for it.
+        # A publish that rebuilds one month partition's indexes holds that partition until
+        # it commits: a question PostGIS must answer from it (the serving copy lacking a
+        # batch) gives up after this long and answers 503, instead of holding a thread and
+        # its client that long. Questions answered from the weekly summary or the serving
+        # copy never wait for a publish.
         self.lock_timeout = lock_timeout
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()

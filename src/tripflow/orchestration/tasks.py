@@ -127,6 +127,7 @@ def _advance(batch_id: int, until: Status) -> None:
     from tripflow.serving import maintenance
     from tripflow.serving.copy import ServingCopy
     from tripflow.warehouse import ingestions
+    from tripflow.warehouse.publish import DiskBudget
 
     with _entry_point() as (settings, conn, lake):
         copy = ServingCopy.from_settings(settings)
@@ -142,6 +143,7 @@ def _advance(batch_id: int, until: Status) -> None:
             until=until,
             max_attempts=settings.max_batch_attempts,
             serving=maintenance.BatchWriter(copy, lake),
+            disk=DiskBudget.from_settings(settings),
         )
         batch = ingestions.get_batch(conn, batch_id)
     if batch.status is Status.FAILED:

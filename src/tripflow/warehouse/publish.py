@@ -1,38 +1,105 @@
-"""Publish a staged batch into `tripdata` in one transaction."""
+"""Publish a staged batch into `tripdata` in one transaction, partition by partition."""
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
 
+from tripflow.config import Settings
 from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.load import clear_staging
 from tripflow.warehouse.statements import load_sql
 
 log = logging.getLogger(__name__)
 
-# A batch that is a large enough share of the rows already stored is published with
-# tripdata's indexes dropped and rebuilt afterwards. Keeping the indexes up to date costs
-# per inserted row, rebuilding them costs per stored row, and the first grows with the
-# table: once the indexes outgrow shared buffers each insert misses pages. Measured on this
-# project's reference machine (2 cores, 6 GB shared buffers; docs/benchmarks.md):
+# A batch that is a large enough share of the rows a partition already holds is published
+# into it with the partition's indexes dropped and rebuilt afterwards. Keeping the indexes
+# up to date costs per inserted row, rebuilding them costs per stored row, and the first
+# grows with the indexes: once they outgrow shared buffers each insert misses pages.
+# Measured on this project's reference machine (2 cores, 6 GB shared buffers;
+# docs/benchmarks.md), on the unpartitioned table of before:
 #   2M stored:  keeping ~14.5 us per inserted row, rebuilding ~3.8 us per stored row
 #               -> rebuilding wins from a share of about 0.26 (0.3 is used);
 #   40M stored: 10M kept in 707 s (71 us per row), 10M into 30M rebuilt in 371 s
 #               (9.3 us per stored row) -> rebuilding wins from about 0.13.
 # Between the two sizes the share is interpolated in log(stored); it stays 0.3 below and
-# falls no lower than 0.1 above. The primary key goes too: its keys are MD5s, so inserting
-# them touches a random page of the key index per row; without it, trips already stored are
-# found by one hash anti-join and the key index is built again sorted. While such a
-# publish runs, readers of tripdata wait for it (the API gives up after
-# TRIPFLOW_API_LOCK_TIMEOUT and answers 503).
+# falls no lower than 0.1 above. The key index goes too: its keys are MD5s, so inserting
+# them touches a random page of it per row; without it, trips already stored are found by
+# one hash anti-join over that partition and the key index is built again sorted.
 _SHARE_POINTS = ((2_000_000, 0.3), (40_000_000, 0.13))
 _SHARE_FLOOR = 0.1
+# Disk one published trip takes, heap and four indexes (16.6 + 14.3 GB at 100M trips), and
+# as much again for its WAL until the next checkpoint recycles it.
+_BYTES_PER_TRIP = 2 * 310
+# The advisory lock key publishes take (any constant no other code uses).
+_PUBLISH_LOCK = 0x7472_6970_7075_62
+
+
+class PartitionPath(StrEnum):
+    """How a publish writes into one month's partition."""
+
+    # No partition yet: created, filled, then indexed (every trip in it is new).
+    NEW = "new"
+    # Indexes kept up to date row by row; ON CONFLICT skips trips already stored.
+    KEEP = "keep"
+    # Indexes dropped, trips already stored skipped by an anti-join, indexes rebuilt.
+    REBUILD = "rebuild"
+
+
+@dataclass(frozen=True)
+class StoredPartition:
+    """A month's partition as it stands before the publish."""
+
+    name: str
+    stored: int
+    index_bytes: int
+
+
+@dataclass(frozen=True)
+class PartitionStep:
+    """What the publish does with one month."""
+
+    month: date
+    staged: int
+    path: PartitionPath
+    partition: StoredPartition | None = None
+
+
+class NotEnoughDisk(RuntimeError):
+    """The database's disk cannot take the batch; nothing was written."""
+
+
+@dataclass(frozen=True)
+class DiskBudget:
+    """Free space on the database's disk, above a reserve kept for everything else.
+
+    Known only where the data directory is visible from here (the cluster tripflow manages,
+    or TRIPFLOW_DATABASE_DATA_DIR); elsewhere publish cannot check and does not."""
+
+    data_dir: Path | None
+    reserve_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiskBudget:
+        """Return the budget of the database the settings name."""
+        return cls(settings.database_data_path, int(settings.publish_disk_reserve))
+
+    def available(self) -> int | None:
+        """Return the bytes a publish may use, or None when the disk cannot be seen."""
+        if self.data_dir is None or not self.data_dir.exists():
+            return None
+        return shutil.disk_usage(self.data_dir).free - self.reserve_bytes
 
 
 class StagingLost(RuntimeError):
@@ -55,25 +122,37 @@ class SegmentWriter(Protocol):
 
 
 def publish_batch(
-    conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWriter | None = None
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    serving: SegmentWriter | None = None,
+    disk: DiskBudget | None = None,
 ) -> bool:
     """Move a staged batch into tripdata, skipping stored trips; return False if it was
     already published.
 
     Counts on the batch and its files, the status and the notification commit together
-    with the rows, so a crash leaves either all of it or none. With `serving`, the batch's
-    segment of the serving copy is written before the commit: readers take a segment
-    only for a batch PostgreSQL says is published, so both stores show the batch at once."""
+    with the rows, so a crash leaves either all of it or none. Only the partitions of the
+    batch's months are written; with `disk`, a batch the database's disk cannot take fails
+    before anything is written. With `serving`, the batch's segment of the serving copy is
+    written before the commit: readers take a segment only for a batch PostgreSQL says is
+    published, so both stores show the batch at once."""
     try:
-        return _publish(conn, batch_id, serving)
+        return _publish(conn, batch_id, serving, disk)
     except BaseException:
         if serving is not None:
             serving.abandon(batch_id)
         raise
 
 
-def _publish(conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWriter | None) -> bool:
+def _publish(
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    serving: SegmentWriter | None,
+    disk: DiskBudget | None,
+) -> bool:
     with conn.transaction():
+        # One publish at a time: two would race to create the same month's partition.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
         row = conn.execute(
             "SELECT status, rows_staged FROM ingestion_batch WHERE batch_id = %s FOR UPDATE",
             (batch_id,),
@@ -82,27 +161,35 @@ def _publish(conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWrite
             raise LookupError(f"no ingestion batch {batch_id}")
         if row[0] != Status.STAGED:
             return False
-        staged = dict(conn.execute(load_sql("staged_counts"), {"batch_id": batch_id}).fetchall())
+        staged: dict[int, int] = {}
+        staged_months: dict[date, int] = {}
+        for file_id, month, rows in conn.execute(load_sql("staged_counts"), {"batch_id": batch_id}):
+            staged[file_id] = staged.get(file_id, 0) + rows
+            staged_months[month] = staged_months.get(month, 0) + rows
         if sum(staged.values()) != (row[1] or 0):
             raise StagingLost(
                 f"batch {batch_id}: {sum(staged.values())} rows in staging, {row[1]} expected"
             )
-        # The statement sorts the whole batch into place order and, when rebuilding, hashes
-        # every stored key: bulk work, so it gets the bulk budget for this transaction
+        steps = plan_partitions(
+            staged_months,
+            stored_partitions(conn, staged_months),
+            disk.available() if disk is not None else None,
+        )
+        log.info("batch %s: %s", batch_id, describe_steps(steps))
+        # The statement sorts the whole batch into place order and hashes the stored keys
+        # of rebuilt partitions: bulk work, so it gets the bulk budget for this transaction
         # only. With the 64 MB default a publish of 10M into 30M ran 16+ minutes before it
         # was stopped; with this it took 371 s (the two were not split further).
         conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
         if serving is not None:
             _begin_segment(serving, batch_id)
-        rebuild = worth_rebuilding(conn, sum(staged.values()))
-        rebuilt = _drop_indexes(conn) if rebuild else []
-        statement = sql.SQL(load_sql("publish_batch")).format(
-            new_only=_NEW_ONLY if rebuild else sql.SQL(""),
-            on_conflict=sql.SQL("") if rebuild else _ON_CONFLICT,
-        )
+        rebuilt = _prepare_partitions(conn, steps)
+        statement = sql.SQL(load_sql("publish_batch")).format(new_only=_new_only(steps))
         loaded = dict(conn.execute(statement, {"batch_id": batch_id}).fetchall())
-        for definition in rebuilt:
-            conn.execute(definition)
+        for name in rebuilt:
+            conn.execute("SELECT tripdata_index_partition(%s::regclass)", (name,))
+            # Fresh statistics for the planner of the questions PostGIS answers.
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
         files = conn.execute(
             "SELECT file_id FROM ingestion_file WHERE batch_id = %s AND status = 'claimed'",
             (batch_id,),
@@ -122,6 +209,127 @@ def _publish(conn: psycopg.Connection[Any], batch_id: int, serving: SegmentWrite
         clear_staging(conn, batch_id)
         set_status(conn, batch_id, Status.PUBLISHED)
     return True
+
+
+def stored_partitions(
+    conn: psycopg.Connection[Any], months: Iterable[date]
+) -> dict[date, StoredPartition]:
+    """Return the partitions that exist for some months, with their size."""
+    rows = conn.execute(
+        "SELECT month, name, stored_estimate, index_bytes FROM tripdata_partitions"
+        " WHERE month = ANY(%s)",
+        (list(months),),
+    ).fetchall()
+    return {
+        month: StoredPartition(name, stored, index_bytes)
+        for month, name, stored, index_bytes in rows
+    }
+
+
+def plan_partitions(
+    staged: Mapping[date, int],
+    stored: Mapping[date, StoredPartition],
+    available_bytes: int | None = None,
+) -> list[PartitionStep]:
+    """Decide how each month of a batch is written: into a new partition, keeping an
+    existing one's indexes, or rebuilding them.
+
+    With `available_bytes` (the disk the publish may use), a rebuild that would not fit
+    beside the old indexes (kept until the commit) keeps them instead, and a batch that
+    does not fit at all raises NotEnoughDisk before anything is written."""
+    steps = []
+    for month, rows in sorted(staged.items()):
+        partition = stored.get(month)
+        if partition is None:
+            path = PartitionPath.NEW
+        elif rows >= rebuild_share(partition.stored) * partition.stored:
+            path = PartitionPath.REBUILD
+        else:
+            path = PartitionPath.KEEP
+        steps.append(PartitionStep(month, rows, path, partition))
+    if available_bytes is None:
+        return steps
+    need = sum(staged.values()) * _BYTES_PER_TRIP
+    if need > available_bytes:
+        raise NotEnoughDisk(
+            f"publishing {sum(staged.values()):,} trips needs about {_gigabytes(need)} on the "
+            f"database's disk; {_gigabytes(max(available_bytes, 0))} are free above the reserve "
+            "(TRIPFLOW_PUBLISH_DISK_RESERVE). Nothing was written: free disk space, then "
+            "`tripflow retry` the batch"
+        )
+    # The smallest rebuilds first: they fit most often, and each one left out costs least.
+    checked = []
+    for step in sorted(steps, key=lambda step: step.partition.index_bytes if step.partition else 0):
+        partition = step.partition
+        if step.path is PartitionPath.REBUILD and partition is not None:
+            if need + partition.index_bytes > available_bytes:
+                log.warning(
+                    "%s: not enough free disk to rebuild its indexes; keeping them",
+                    partition.name,
+                )
+                step = PartitionStep(step.month, step.staged, PartitionPath.KEEP, partition)
+            else:
+                need += partition.index_bytes
+        checked.append(step)
+    return sorted(checked, key=lambda step: step.month)
+
+
+def describe_steps(steps: Iterable[PartitionStep]) -> str:
+    """Say in a few words how many partitions a publish writes, and how."""
+    counts: dict[PartitionPath, int] = {}
+    for step in steps:
+        counts[step.path] = counts.get(step.path, 0) + 1
+    parts = [f"{counts[path]} {path.value}" for path in PartitionPath if path in counts]
+    return f"{sum(counts.values())} month partitions ({', '.join(parts) or 'none'})"
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB"
+
+
+def _prepare_partitions(conn: psycopg.Connection[Any], steps: Iterable[PartitionStep]) -> list[str]:
+    """Create the new partitions and drop the indexes of those to rebuild; return the
+    names of the partitions to index after the insert."""
+    to_index = []
+    for step in steps:
+        if step.path is PartitionPath.NEW:
+            created = conn.execute(
+                "SELECT tripdata_create_partition(%s)::text", (step.month,)
+            ).fetchone()
+            assert created is not None
+            to_index.append(str(created[0]))
+        elif step.path is PartitionPath.REBUILD and step.partition is not None:
+            # ACCESS EXCLUSIVE on this partition only, until the commit; inside the
+            # transaction, so a crash rolls the drop back with the rows.
+            conn.execute(
+                "SELECT tripdata_drop_partition_indexes(%s::regclass)", (step.partition.name,)
+            )
+            to_index.append(step.partition.name)
+    return to_index
+
+
+def _new_only(steps: Iterable[PartitionStep]) -> sql.Composable:
+    """Return the condition that leaves out trips already stored in partitions whose key
+    index is dropped (ON CONFLICT has nothing to use there); empty when there are none."""
+    ranges = [
+        sql.SQL("(stored.datetime >= {} AND stored.datetime < {})").format(
+            sql.Literal(step.month), sql.Literal(_next_month(step.month))
+        )
+        for step in steps
+        if step.path is PartitionPath.REBUILD
+    ]
+    if not ranges:
+        return sql.SQL("")
+    # The month bounds are constants, so only the rebuilt partitions are scanned.
+    return sql.SQL(
+        "AND NOT EXISTS (SELECT 1 FROM tripdata AS stored"
+        " WHERE stored.trip_key = staging_tripdata.trip_key"
+        " AND stored.datetime = staging_tripdata.datetime AND ({}))"
+    ).format(sql.SQL(" OR ").join(ranges))
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def _begin_segment(serving: SegmentWriter, batch_id: int) -> None:
@@ -148,14 +356,6 @@ def _write_segment(
     log.info("batch %s: serving copy written in %.1f s", batch_id, time.perf_counter() - started)
 
 
-def worth_rebuilding(conn: psycopg.Connection[Any], staged: int) -> bool:
-    """Tell whether publishing `staged` rows should rebuild tripdata's secondary indexes."""
-    # The summary counts the stored trips exactly, from a few thousand rows.
-    row = conn.execute("SELECT coalesce(sum(trips), 0) FROM trip_week_summary").fetchone()
-    stored = int(row[0]) if row else 0
-    return staged > 0 and staged >= rebuild_share(stored) * stored
-
-
 def rebuild_share(stored: int) -> float:
     """Return the share of `stored` from which a batch is cheaper to publish by rebuilding."""
     (small, small_share), (large, large_share) = _SHARE_POINTS
@@ -163,36 +363,3 @@ def rebuild_share(stored: int) -> float:
         return small_share
     position = math.log(stored / small) / math.log(large / small)
     return max(_SHARE_FLOOR, small_share + (large_share - small_share) * position)
-
-
-def _drop_indexes(conn: psycopg.Connection[Any]) -> list[sql.Composed | sql.SQL]:
-    """Drop tripdata's indexes and primary key; return the statements that restore them.
-
-    Inside the publish transaction: a crash rolls the drop back with the rows, and readers
-    wait for the commit instead of seeing the table without its indexes."""
-    restore: list[sql.Composed | sql.SQL] = []
-    for name, is_key, definition in conn.execute(load_sql("table_indexes")).fetchall():
-        if is_key:
-            conn.execute(
-                sql.SQL("ALTER TABLE tripdata DROP CONSTRAINT {}").format(sql.Identifier(name))
-            )
-            # Restored first, so a duplicate would fail the publish before the long builds.
-            restore.insert(
-                0,
-                sql.SQL("ALTER TABLE tripdata ADD CONSTRAINT {} {}").format(
-                    sql.Identifier(name), sql.SQL(definition)
-                ),
-            )
-        else:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-            restore.append(sql.SQL(definition))
-    return restore
-
-
-# Without a key index there is nothing for ON CONFLICT to use: trips already stored are
-# left out by an anti-join instead.
-_NEW_ONLY = sql.SQL(
-    "AND NOT EXISTS (SELECT 1 FROM tripdata AS stored"
-    " WHERE stored.trip_key = staging_tripdata.trip_key)"
-)
-_ON_CONFLICT = sql.SQL("ON CONFLICT (trip_key) DO NOTHING")

@@ -1,8 +1,8 @@
 -- Move one staged batch into tripdata; trips already stored are skipped. The trips really
 -- inserted are counted into trip_week_summary in this same statement and transaction.
--- Returns, per file, how many of its staged rows were new. publish.py fills in how trips
--- already stored are skipped: ON CONFLICT on the key index, or an anti-join while that
--- index is dropped.
+-- Returns, per file, how many of its staged rows were new. Trips already stored are skipped
+-- by ON CONFLICT on each partition's key index; publish.py fills in an anti-join for the
+-- partitions whose key index it dropped to rebuild (ON CONFLICT has nothing to use there).
 --
 -- Only the counts need the inserted rows. Extents and first/last times come from all the
 -- batch's staged rows: a staged trip that was already stored lies in the same group and
@@ -25,11 +25,12 @@ WITH inserted AS (
     FROM staging_tripdata
     WHERE batch_id = %(batch_id)s
     {new_only}
-    -- Stored in this order, a batch's trips lie in the table by place: west-to-east runs
-    -- along bands of 0.005 degrees of origin latitude (about 550 m). A box then reads a
-    -- few runs of neighbouring pages per batch instead of one page per trip.
-    ORDER BY region, floor(origin_lat * 200), origin_lon
-    {on_conflict}
+    -- One partition after the other, so only one partition's indexes are being written at
+    -- a time. Within it, a batch's trips lie by place: west-to-east runs along bands of
+    -- 0.005 degrees of origin latitude (about 550 m). A box then reads a few runs of
+    -- neighbouring pages per batch instead of one page per trip.
+    ORDER BY date_trunc('month', datetime), region, floor(origin_lat * 200), origin_lon
+    ON CONFLICT DO NOTHING
     RETURNING file_id, region, datasource, datetime
 ),
 counted AS (
