@@ -6,6 +6,10 @@ SAMPLE := data/sample/trips.csv
 PORT ?= 50555
 # Benchmark size (`make bench-query ROWS=100000000`).
 ROWS ?= 10000000
+# Trip order of the scale run's files (time: each file the days after the previous one, as a
+# feed; spread: every file over the whole year) and of the ingest benchmark's increments.
+ORDER ?= time
+INCREMENT_ORDER ?= spread,time
 # `make run LAKE=hdfs` (and the same for every other target): the lake on the local HDFS.
 LAKE ?= local
 ifeq ($(LAKE),hdfs)
@@ -13,7 +17,7 @@ export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
 endif
 
 .PHONY: help setup lint format test run up status add-file ingest serve down psql clean \
-	bench-setup bench-ingest bench-query bench-api bench-scale
+	bench-setup bench-ingest bench-query bench-api bench-scale bench-latency
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,7 +80,7 @@ bench-setup: setup
 	@scripts/bench-setup.sh
 
 bench-ingest: bench-setup ## Ingest benchmark: tripflow vs the seed's path vs one COPY (ROWS=...)
-	$(BIN)/python benchmarks/ingest.py --rows $(ROWS)
+	$(BIN)/python benchmarks/ingest.py --rows $(ROWS) --increment-order $(INCREMENT_ORDER)
 
 bench-query: bench-setup ## Query benchmark: cold p50/p95 vs plain DuckDB and brute force (ROWS=...)
 	$(BIN)/python benchmarks/query.py --rows $(ROWS)
@@ -84,5 +88,8 @@ bench-query: bench-setup ## Query benchmark: cold p50/p95 vs plain DuckDB and br
 bench-api: bench-setup ## API load benchmark with wrk against `tripflow serve` (ROWS=...)
 	$(BIN)/python benchmarks/api_load.py --rows $(ROWS)
 
-bench-scale: bench-setup ## Scale run: generate ROWS trips, ingest them batch by batch, record sizes
-	$(BIN)/python benchmarks/scale.py --rows $(ROWS) --files $$(( $(ROWS) > 10000000 ? $(ROWS) / 10000000 : 1 ))
+bench-scale: bench-setup ## Scale run: generate ROWS trips (ORDER=time|spread), ingest them batch by batch, record sizes
+	$(BIN)/python benchmarks/scale.py --rows $(ROWS) --order $(ORDER) --files $$(( $(ROWS) > 10000000 ? $(ROWS) / 10000000 : 1 ))
+
+bench-latency: bench-setup ## Latency: a ~1 MB file landed -> queryable through the DAG, spark-submit vs Spark Connect
+	$(BIN)/python benchmarks/landing_latency.py

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tripflow.answers import Serving
 from tripflow.config import Settings
-from tripflow.generate import generate_trips
+from tripflow.generate import Order, TimeSpan, generate_trips
 from tripflow.lake import LANDING, open_lake
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.serving import maintenance
@@ -99,16 +100,39 @@ class Stages:
         return sum(self.seconds.values())
 
 
-def generated_csv(rows: int, seed: int, files: int = 1, invalid_rate: float = 0.0) -> list[Path]:
-    """Generate (once, then reuse) `rows` trips as CSV files under .bench/csv/; return them."""
-    directory = BENCH_HOME / "csv" / f"rows{rows}-seed{seed}-files{files}-inv{invalid_rate}"
+def generated_csv(
+    rows: int,
+    seed: int,
+    files: int = 1,
+    invalid_rate: float = 0.0,
+    span: TimeSpan | None = None,
+) -> list[Path]:
+    """Generate (once, then reuse) `rows` trips as CSV files under .bench/csv/; return them.
+    Spread over 2018 (`tripflow generate`'s default), or, given a span, in time order: the
+    files share the span one after another."""
+    name = f"rows{rows}-seed{seed}-files{files}-inv{invalid_rate}"
+    if span is not None:
+        name += f"-time-{span.start:%Y%m%dT%H%M%S}-{span.end:%Y%m%dT%H%M%S}"
+    directory = BENCH_HOME / "csv" / name
     done = directory / "_DONE"
     if not done.exists():
         shutil.rmtree(directory, ignore_errors=True)
-        summary = generate_trips(rows, directory, files=files, seed=seed, invalid_rate=invalid_rate)
+        order: dict[str, Any] = {}
+        if span is not None:
+            order = {"order": Order.TIME, "start": span.start, "days_per_file": span.days / files}
+        summary = generate_trips(
+            rows, directory, files=files, seed=seed, invalid_rate=invalid_rate, **order
+        )
         print(f"  generated {rows:,} rows in {summary.seconds:.1f} s into {directory}")
         done.write_text(summary.describe())
     return sorted(directory.glob("trips-*.csv"))
+
+
+def following_span(after: TimeSpan, rows: int, rows_before: int) -> TimeSpan:
+    """Return the span of a feed's next `rows` trips: from where `after` ends, at the rate
+    of `rows_before` trips over `after` (whole seconds)."""
+    seconds = round(after.days * 86_400 * rows / rows_before)
+    return TimeSpan(after.end, after.end + timedelta(seconds=max(seconds, 1)))
 
 
 def trips_database(rows: int, seed: int = 42, files: int | None = None) -> str:

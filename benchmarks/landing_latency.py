@@ -1,0 +1,324 @@
+"""Benchmark: a ~1 MB trip file landed -> queryable through the DAG, per Spark runner.
+
+For each runner in `--runners` (default `submit,connect`: spark-submit per batch, the path
+before issue 11 and the baseline, then the stack's warm Spark Connect server), in turn:
+starts a whole stack the way `make run` and the end-to-end tests do (`tripflow up`:
+PostgreSQL, Airflow with the DAG unpaused, the API, and the Connect server when the runner
+is `connect`), under a fresh home in the benchmarks' directory on free ports, with
+TRIPFLOW_SPARK_RUNNER set and every other setting at its default. Then, `--files` times, one
+after another:
+
+  1. (untimed) generates a ~1 MB file (`--rows`, default 8,000 trips of 125 bytes each) of
+     new trips, time-ordered: file k holds the k-th day of 2019, so no trip repeats;
+  2. puts it into the lake's landing dir atomically, as `tripflow add-file` does: the clock
+     starts when the file has its final name (landed);
+  3. follows the batch's status as PostgreSQL pushes it (claimed, processed, staged,
+     published, done) and asks the API `/weekly-average?from=<day>&to=<next day>` every
+     0.1 s until its answer counts every trip of the file (queryable).
+
+It prints each file's steps (landed -> claimed: the sensor and the DAG run starting;
+claimed -> processed: Spark; processed -> staged; staged -> published; published -> done:
+archive; done -> the API's answer) and, per runner, the first file after `tripflow up` and
+the median of the later ones (the steady state of a stack that is already up: what a feed
+landing every hour sees), their ratio to the baseline's and to issue 11's 10 s target.
+
+Usage: .venv/bin/python benchmarks/landing_latency.py [--runners submit,connect]
+           [--files 3] [--rows 8000] [--keep]
+`make bench-latency` runs it. TRIPFLOW_BENCH_HOME moves the benchmarks' home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from common import BENCH_HOME
+
+from tripflow.config import Settings, SparkRunnerMode
+from tripflow.generate import Order, generate_trips
+from tripflow.lake import LANDING, open_lake
+from tripflow.warehouse.ingestions import BatchFollower
+
+TRIPFLOW = str(Path(sys.executable).parent / "tripflow")
+WORK = BENCH_HOME / "latency"
+TARGET_SECONDS = 10.0
+FIRST_DAY = datetime(2019, 1, 1)
+POLL_SECONDS = 0.1
+# The steps in the order a batch passes them; each is timed from the previous mark.
+STEPS = ("claimed", "processed", "staged", "published", "done", "queryable")
+STEP_NAMES = {
+    "claimed": "landed -> claimed (sensor, DAG run)",
+    "processed": "claimed -> processed (Spark)",
+    "staged": "processed -> staged (COPY)",
+    "published": "staged -> published",
+    "done": "published -> done (archive)",
+    "queryable": "done -> in the API's answer",
+}
+
+
+class LatencyError(RuntimeError):
+    """A file did not become queryable."""
+
+
+@dataclass
+class Landing:
+    """When one landed file reached each step, in seconds after it landed."""
+
+    rows: int
+    bytes: int
+    marks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        """Seconds from landed to queryable."""
+        return self.marks["queryable"]
+
+    def steps(self) -> dict[str, float]:
+        """Seconds of each step reached, from the previous step reached."""
+        seconds: dict[str, float] = {}
+        previous = 0.0
+        for step in STEPS:
+            if step in self.marks:
+                seconds[step] = self.marks[step] - previous
+                previous = self.marks[step]
+        return seconds
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stack_values(runner: SparkRunnerMode) -> dict[str, Any]:
+    """Settings of one runner's stack: its own home and free ports, the runner chosen."""
+    return {
+        "home": WORK / str(runner),
+        "database_port": free_port(),
+        "api_port": free_port(),
+        "airflow_port": free_port(),
+        "spark_connect_port": free_port(),
+        "spark_runner": runner,
+    }
+
+
+def tripflow(environment: dict[str, str], *arguments: str) -> float:
+    """Run a tripflow command in the stack's home; return its seconds, raise if it fails."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [TRIPFLOW, *arguments],
+        env=environment,
+        cwd=environment["TRIPFLOW_HOME"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise LatencyError(
+            f"tripflow {' '.join(arguments)} exited with {completed.returncode}:\n"
+            f"{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}"
+        )
+    return time.perf_counter() - started
+
+
+def api_trips(settings: Settings, start: datetime, end: datetime) -> int | None:
+    """Return the trips the API counts between two times, None if it does not answer 200."""
+    query = urlencode({"from": f"{start:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}"})
+    url = f"http://127.0.0.1:{settings.api_port}/weekly-average?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answer = json.load(response)
+    except (urllib.error.URLError, TimeoutError, ValueError):
+        return None
+    return int(answer["trips"])
+
+
+def land_and_follow(settings: Settings, path: Path, rows: int, day: datetime) -> Landing:
+    """Land one file and return when each step was reached, until the API counts its trips."""
+    lake = open_lake(settings)
+    landing = Landing(rows, path.stat().st_size)
+    deadline = time.monotonic() + 900
+    with BatchFollower(settings.database_dsn) as follower:
+        landed_path = lake.put(path, LANDING)
+        landed = time.perf_counter()
+        batch: int | None = None
+        while "queryable" not in landing.marks:
+            if time.monotonic() > deadline:
+                raise LatencyError(f"{landed_path} not queryable after 900 s: {landing.marks}")
+            for note in follower.listener.notifies(timeout=POLL_SECONDS, stop_after=1):
+                event = json.loads(note.payload)
+                # The first batch claimed after the landing is this file's: one at a time.
+                if batch is None and event.get("status") == "claimed":
+                    batch = int(event["batch_id"])
+                if event.get("batch_id") != batch:
+                    continue
+                if event.get("status") == "failed":
+                    raise LatencyError(f"batch {batch} failed: {event}")
+                if event.get("error"):
+                    print(f"      batch {batch}: an attempt failed (retried): {event['error']}")
+                landing.marks.setdefault(str(event["status"]), time.perf_counter() - landed)
+            if api_trips(settings, day, day + timedelta(days=1)) == rows:
+                landing.marks["queryable"] = time.perf_counter() - landed
+    return landing
+
+
+def print_landing(number: int, landing: Landing) -> None:
+    """Print one file's steps and total."""
+    print(f"    file {number}: {landing.rows:,} trips, {landing.bytes / 1e6:.2f} MB")
+    for step, seconds in landing.steps().items():
+        print(f"      {STEP_NAMES[step]:40s} {seconds:7.1f} s")
+    print(f"      {'landed -> queryable':40s} {landing.total:7.1f} s")
+
+
+def measure_runner(
+    runner: SparkRunnerMode, files: int, rows: int, seed: int, keep: bool
+) -> list[Landing]:
+    """Start a stack with this runner, land `files` files one after another, stop it."""
+    values = stack_values(runner)
+    home: Path = values["home"]
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    home.chmod(0o755)
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("TRIPFLOW_")
+    }
+    environment |= {f"TRIPFLOW_{key.upper()}": str(value) for key, value in values.items()}
+    settings = Settings(_env_file=None, **values)
+    print(f"\n{runner}: tripflow up in {home}")
+    landings: list[Landing] = []
+    try:
+        print(f"  stack up in {tripflow(environment, 'up'):.1f} s")
+        for number in range(1, files + 1):
+            day = FIRST_DAY + timedelta(days=number - 1)
+            made = generate_trips(
+                rows,
+                home / "generated" / str(number),
+                seed=seed + number,
+                order=Order.TIME,
+                start=day,
+                days_per_file=1,
+            )
+            (path,) = (item.path for item in made.files)
+            named = path.with_name(f"latency-{runner}-{number}.csv")
+            path.rename(named)
+            landing = land_and_follow(settings, named, rows, day)
+            print_landing(number, landing)
+            landings.append(landing)
+    finally:
+        try:
+            print(f"  stack down in {tripflow(environment, 'down'):.1f} s")
+        finally:
+            if not keep:
+                shutil.rmtree(home, ignore_errors=True)
+    return landings
+
+
+def steady(landings: Sequence[Landing]) -> float | None:
+    """Return the median latency of the files after the first (None with one file)."""
+    later = [landing.total for landing in landings[1:]]
+    return statistics.median(later) if later else None
+
+
+def print_summary(results: dict[SparkRunnerMode, list[Landing]]) -> None:
+    """Print each runner's first and steady latency, against the baseline and the target."""
+    print("\nsummary: landed -> queryable through the DAG")
+    baseline_runner = next(iter(results))
+    baseline = results[baseline_runner]
+    print(
+        f"  {'runner':8s} {'first s':>8s} {'steady s':>9s} {'vs ' + baseline_runner:>10s} "
+        f"{'/ 10 s':>7s}   median step seconds (later files)"
+    )
+    for runner, landings in results.items():
+        first = landings[0].total
+        later = steady(landings)
+        shown = later if later is not None else first
+        base = steady(baseline) or baseline[0].total
+        steps = (
+            {
+                step: statistics.median(landing.steps().get(step, 0.0) for landing in landings[1:])
+                for step in STEPS
+            }
+            if len(landings) > 1
+            else landings[0].steps()
+        )
+        detail = ", ".join(f"{step} {seconds:.1f}" for step, seconds in steps.items())
+        print(
+            f"  {runner:8s} {first:8.1f} {'-' if later is None else f'{later:.1f}':>9s} "
+            f"{shown / base:9.2f}x {shown / TARGET_SECONDS:6.2f}x   {detail}"
+        )
+    print(
+        f"  (the ratio to {baseline_runner} and to the {TARGET_SECONDS:g} s target use the steady"
+        " figure, or the first with one file; target of issue 11: <= 1.00x)"
+    )
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join((__doc__ or "").splitlines()[1:]),
+    )
+    parser.add_argument(
+        "--runners",
+        default=",".join((SparkRunnerMode.SUBMIT, SparkRunnerMode.CONNECT)),
+        help="TRIPFLOW_SPARK_RUNNER values to measure, the first being the baseline "
+        "(default: submit,connect)",
+    )
+    parser.add_argument("--files", type=int, default=3, help="files landed per stack")
+    parser.add_argument("--rows", type=int, default=8_000, help="trips per file (~1 MB)")
+    parser.add_argument("--seed", type=int, default=2019)
+    parser.add_argument("--keep", action="store_true", help="keep each stack's home")
+    arguments = parser.parse_args(argv)
+    names = [name.strip() for name in arguments.runners.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(SparkRunnerMode))
+    if unknown or not names:
+        parser.error(f"--runners takes {','.join(SparkRunnerMode)}, got {arguments.runners!r}")
+    arguments.runners = [SparkRunnerMode(name) for name in dict.fromkeys(names)]
+    if arguments.files < 1 or arguments.rows < 1:
+        parser.error("--files and --rows must be at least 1")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure every runner; return the exit status."""
+    arguments = parse_arguments(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    print(
+        f"landing latency: {arguments.files} file(s) of {arguments.rows:,} trips per stack; "
+        f"runners {', '.join(arguments.runners)}; target <= {TARGET_SECONDS:g} s"
+    )
+    results: dict[SparkRunnerMode, list[Landing]] = {}
+    for runner in arguments.runners:
+        try:
+            results[runner] = measure_runner(
+                runner, arguments.files, arguments.rows, arguments.seed, arguments.keep
+            )
+        except LatencyError as error:
+            print(f"  {runner}: {error}", file=sys.stderr)
+    if not results:
+        return 1
+    print_summary(results)
+    return 0 if len(results) == len(arguments.runners) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
