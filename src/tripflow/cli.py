@@ -161,7 +161,8 @@ def ingest(
     settings = Settings()
     url = ensure_database(settings)
     lake = open_lake(settings)
-    runner = pipeline.SubmitRunner(settings)
+    # The stack's warm Spark Connect server if it answers; otherwise spark-submit.
+    runner = pipeline.select_runner(settings)
     labels = {
         "claimed": "claimed files",
         "spark": "Spark: validating and writing Parquet",
@@ -248,25 +249,25 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 @app.command()
 def retry(batch_id: Annotated[int, typer.Argument(help="A batch set aside as failed.")]) -> None:
-    """Put the files of a failed batch back into the landing dir, to be claimed anew."""
+    """Resume a failed batch from the last step it finished (Spark is not run again when its
+    output is still in the lake), then ingest as `tripflow ingest` does; with the stack up,
+    the DAG takes it instead."""
+    from tripflow import pipeline
+    from tripflow.services.stack import airflow_healthy
     from tripflow.warehouse.database import connect
-    from tripflow.warehouse.ingestions import Status, get_batch
 
     settings = Settings()
     lake = open_lake(settings)
     with closing(connect(ensure_database(settings))) as conn:
         try:
-            batch = get_batch(conn, batch_id)
-        except LookupError as error:
+            resumed = pipeline.requeue_failed(conn, lake, batch_id)
+        except (LookupError, ValueError, FileExistsError, FileNotFoundError) as error:
             raise fail(str(error)) from error
-    if batch.status is not Status.FAILED:
-        raise fail(f"batch {batch_id} is {batch.status}, not failed")
-    for item in batch.files:
-        if item.processed_path and lake.exists(item.processed_path):
-            if lake.exists(item.landing_path):
-                raise fail(f"{lake.uri(item.landing_path)} exists already; move it away first")
-            lake.move(item.processed_path, item.landing_path)
-            console.print(f"back in landing: {lake.uri(item.landing_path)}", highlight=False)
+    console.print(f"batch {batch_id} resumes after step {resumed}", highlight=False)
+    if airflow_healthy(settings):
+        console.print("Airflow is up: the DAG takes the batch when its sensor next looks")
+        return
+    ingest(as_json=False)
 
 
 @app.command()
@@ -300,7 +301,8 @@ def up(
     ] = True,
 ) -> None:
     """Start the local stack: PostgreSQL, Airflow (api-server, scheduler, dag-processor,
-    triggerer) and the API; return when all answer their health checks."""
+    triggerer), the API and a Spark Connect server; return when all answer their health
+    checks."""
     settings = Settings()
     ensure_database(settings)
     with errors.status("starting the stack (Airflow takes about a minute the first time)..."):
@@ -316,6 +318,10 @@ def up(
             "DAG tripdata-process is unpaused and listening)",
             highlight=False,
         )
+    if stack.runs_spark_connect(settings):
+        from tripflow.services import spark_connect
+
+        console.print(f"Spark:    {spark_connect.url(settings)} (Spark Connect)", highlight=False)
     console.print(f"Lake:     {open_lake(settings).uri(LANDING)} (drop files here)")
     console.print(f"Logs:     {stack.log_directory(settings)}", highlight=False)
 

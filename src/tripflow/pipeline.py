@@ -9,14 +9,13 @@ import json
 import os
 import posixpath
 import subprocess
-import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
-from tripflow.config import Settings
+from tripflow.config import Settings, SparkRunnerMode
 from tripflow.lake import PROCESSED, REJECTED, Lake, trusted_dir
 from tripflow.serving import maintenance
 from tripflow.serving.copy import ServingCopy
@@ -26,9 +25,8 @@ from tripflow.warehouse.load import clear_staging, load_staging
 from tripflow.warehouse.publish import DiskBudget, SegmentWriter, StagingLost, publish_batch
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
     from tripflow.spark.preprocess import PreprocessJob
+    from tripflow.spark.session import AnySession
 
 StepCallback = Callable[[int, str], None]
 # Where the files of a batch set aside as failed are kept.
@@ -71,13 +69,10 @@ class SubmitRunner:
 
     def run(self, job: PreprocessJob) -> None:
         """Run spark-submit and wait for it."""
-        environment = {
-            **os.environ,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            # The job imports tripflow: its Python must be this environment's.
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-        }
+        from tripflow.spark.session import local_environment
+
+        # The job imports tripflow: its Python must be this environment's.
+        environment = {**os.environ, **local_environment()}
         log = self.settings.home_dir / "logs" / f"spark-batch-{job.batch_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as output:
@@ -95,7 +90,7 @@ class SubmitRunner:
 class SessionRunner:
     """Run the job inside an existing Spark session (tests, notebooks)."""
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: AnySession) -> None:
         self.spark = spark
 
     def run(self, job: PreprocessJob) -> None:
@@ -103,6 +98,45 @@ class SessionRunner:
         from tripflow.spark import preprocess
 
         preprocess.run(self.spark, job)
+
+
+class ConnectRunner:
+    """Run the job on a Spark Connect server (`sc://host:port`): a JVM already warm, so a
+    batch pays for its rows only. Each job has a session of its own, released at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def run(self, job: PreprocessJob) -> None:
+        """Run the job in a new session on the server."""
+        from tripflow.spark import preprocess
+        from tripflow.spark.session import connect_session
+
+        try:
+            session = connect_session(self.url)
+            try:
+                preprocess.run(session, job)
+            finally:
+                session.stop()
+        except Exception as error:
+            # The server's errors carry a JVM stack trace; the batch records the first line.
+            lines = str(error).strip().splitlines() or [""]
+            raise SparkJobError(
+                f"Spark job for batch {job.batch_id} failed on {self.url}: "
+                f"{type(error).__name__}: {lines[0]}"
+            ) from error
+
+
+def select_runner(settings: Settings) -> SparkRunner:
+    """Return the runner the settings ask for: the stack's Spark Connect server when it
+    answers, else spark-submit (which needs nothing running)."""
+    if settings.spark_runner is SparkRunnerMode.CONNECT:
+        from tripflow.services import spark_connect
+
+        url = spark_connect.url(settings)
+        if spark_connect.version(url) is not None:
+            return ConnectRunner(url)
+    return SubmitRunner(settings)
 
 
 def job_application() -> str:
@@ -201,7 +235,51 @@ def fail_batch(
         # Rows it staged would otherwise stay in staging for good (10M of them, 1.3 GB,
         # when a publish ran out of disk in the 100M run); `tripflow retry` stages anew.
         clear_staging(conn, batch_id)
-        ingestions.set_status(conn, batch_id, Status.FAILED)
+        ingestions.set_aside(conn, batch_id)
+
+
+# The step a retried batch resumes from, by the step it had finished when set aside: its
+# staged rows were cleared then, so a batch that failed at publish is staged again (from the
+# trusted Parquet, without Spark).
+_RESUME_FROM = {
+    Status.CLAIMED: Status.CLAIMED,
+    Status.PROCESSED: Status.PROCESSED,
+    Status.STAGED: Status.PROCESSED,
+    Status.PUBLISHED: Status.PUBLISHED,
+}
+
+
+def requeue_failed(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> Status:
+    """Put a batch set aside as failed back in line at the last step it finished (Spark's
+    output is reused when it is still in the lake), its files back in the landing dir;
+    return that step. The next ingest, or the DAG, takes it from there."""
+    resume_from = _RESUME_FROM[ingestions.stopped_at(conn, batch_id)]
+    conn.commit()
+    if resume_from is Status.PROCESSED and not read_reports(lake, batch_id):
+        resume_from = Status.CLAIMED
+    batch = ingestions.get_batch(conn, batch_id)
+    moves = []
+    for item in batch.files:
+        if not item.processed_path or not lake.exists(item.processed_path):
+            if resume_from is Status.CLAIMED and not lake.exists(item.landing_path):
+                raise FileNotFoundError(
+                    f"{lake.uri(item.landing_path)} is neither in the landing dir nor at "
+                    f"{item.processed_path}: batch {batch_id} cannot run Spark again"
+                )
+            continue
+        if lake.exists(item.landing_path):
+            raise FileExistsError(
+                f"{lake.uri(item.landing_path)} exists already; move it away first"
+            )
+        moves.append(item)
+    with conn.transaction():
+        ingestions.resume(conn, batch_id, resume_from, [item.file_id for item in moves])
+        # Moved inside the transaction: if a move fails, the batch stays failed and the
+        # files already moved are claimed as new ones (their trips are never stored twice).
+        for item in moves:
+            assert item.processed_path is not None
+            lake.move(item.processed_path, item.landing_path)
+    return resume_from
 
 
 def run_batch(

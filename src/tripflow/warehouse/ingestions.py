@@ -28,7 +28,8 @@ class Status(StrEnum):
     STAGED = "staged"
     PUBLISHED = "published"
     DONE = "done"
-    # Set aside after too many failed attempts; not a step, never resumed.
+    # Set aside after too many failed attempts; not a step. `tripflow retry` resumes it from
+    # the step it had finished (kept in ingestion_batch.stopped_at).
     FAILED = "failed"
 
     @property
@@ -154,6 +155,45 @@ def set_status(conn: psycopg.Connection[Any], batch_id: int, status: Status) -> 
         " finished_at = CASE WHEN %(status)s IN ('done', 'failed') THEN now() END"
         " WHERE batch_id = %(batch_id)s",
         {"status": status.value, "batch_id": batch_id},
+    )
+    notify(conn, batch_id)
+
+
+def set_aside(conn: psycopg.Connection[Any], batch_id: int) -> None:
+    """Mark a batch failed, remembering the step it had finished (inside the caller's
+    transaction)."""
+    conn.execute(
+        "UPDATE ingestion_batch SET stopped_at = status WHERE batch_id = %s AND status <> 'failed'",
+        (batch_id,),
+    )
+    set_status(conn, batch_id, Status.FAILED)
+
+
+def stopped_at(conn: psycopg.Connection[Any], batch_id: int) -> Status:
+    """Return the step a failed batch had finished when it was set aside."""
+    row = conn.execute(
+        "SELECT status, stopped_at FROM ingestion_batch WHERE batch_id = %s", (batch_id,)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no ingestion batch {batch_id}")
+    if row[0] != Status.FAILED:
+        raise ValueError(f"batch {batch_id} is {row[0]}, not failed")
+    return Status(row[1] or Status.CLAIMED)
+
+
+def resume(
+    conn: psycopg.Connection[Any], batch_id: int, status: Status, returned_files: Collection[int]
+) -> None:
+    """Put a failed batch back at `status` with a clean slate of attempts, its files back in
+    the landing dir (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE ingestion_batch SET status = %s, stopped_at = NULL, attempts = 0, error = NULL,"
+        " finished_at = NULL, updated_at = now() WHERE batch_id = %s",
+        (status.value, batch_id),
+    )
+    conn.execute(
+        "UPDATE ingestion_file SET processed_path = NULL WHERE file_id = ANY(%s)",
+        (list(returned_files),),
     )
     notify(conn, batch_id)
 
