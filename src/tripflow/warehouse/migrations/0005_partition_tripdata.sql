@@ -89,18 +89,26 @@ $$;
 
 -- The trips stored before this migration, moved month by month in place order (the order
 -- publish stores them in), then indexed.
-SELECT tripdata_create_partition(month)
-FROM (SELECT DISTINCT date_trunc('month', datetime)::date AS month FROM tripdata_unpartitioned)
-    AS months;
+DO $$
+BEGIN
+    PERFORM tripdata_create_partition(month)
+    FROM (SELECT DISTINCT date_trunc('month', datetime)::date AS month
+          FROM tripdata_unpartitioned) AS months;
+END;
+$$;
 
 INSERT INTO tripdata
 SELECT *
 FROM tripdata_unpartitioned
 ORDER BY date_trunc('month', datetime), region, floor(ST_Y(origin_coord) * 200), ST_X(origin_coord);
 
-SELECT tripdata_index_partition(inhrelid::regclass)
-FROM pg_inherits
-WHERE inhparent = 'tripdata'::regclass;
+DO $$
+BEGIN
+    PERFORM tripdata_index_partition(inhrelid::regclass)
+    FROM pg_inherits
+    WHERE inhparent = 'tripdata'::regclass;
+END;
+$$;
 
 DROP TABLE tripdata_unpartitioned;
 
