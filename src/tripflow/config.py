@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="Seconds an API question waits for a lock on the trips before it answers "
-        "503: a publish that rebuilds a month partition's indexes holds that partition until "
+        "503: a publish that rebuilds a week partition's indexes holds that partition until "
         "it commits (questions the serving copy answers never wait).",
     )
     serving_dir: Path | None = Field(

@@ -1,4 +1,4 @@
-"""tripdata partitioned by trip month: publish writes only the months of its batch, skips trips
+"""tripdata partitioned by trip week: publish writes only the weeks of its batch, skips trips
 already stored whichever way it writes a partition, never runs out of disk halfway, lets
 readers answer while it runs, and the migration from the unpartitioned table keeps every
 trip."""
@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from contextlib import closing
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +32,26 @@ from tripflow.weeks import AreaQuery, BBox
 
 INDEX_SUFFIXES = ["_destination", "_origin", "_region_datetime", "_trip_key"]
 
-# Trips on both sides of month bounds, the last second of a month and the first of the next.
+# Trips on both sides of week bounds, the last second of a Sunday and the first of the
+# Monday after (the second pair across a year's end).
 BORDER_TRIPS = [
     Trip("Prague", 14.42, 50.08, 14.43, 50.09, moment, "border_app")
     for moment in (
-        datetime(2018, 1, 31, 23, 59, 59),
-        datetime(2018, 2, 1, 0, 0, 0),
-        datetime(2018, 12, 31, 23, 59, 59),
-        datetime(2019, 1, 1, 0, 0, 0),
+        datetime(2018, 1, 7, 23, 59, 59),
+        datetime(2018, 1, 8, 0, 0, 0),
+        datetime(2019, 1, 6, 23, 59, 59),
+        datetime(2019, 1, 7, 0, 0, 0),
     )
 ]
 
 
-def month_of(trip: Trip) -> date:
-    return date(trip.datetime.year, trip.datetime.month, 1)
+def week_of(trip: Trip) -> date:
+    day = trip.datetime.date()
+    return day - timedelta(days=day.weekday())
 
 
 def partitions(conn: psycopg.Connection[Any]) -> dict[date, str]:
-    rows = conn.execute("SELECT month, name FROM tripdata_partitions").fetchall()
+    rows = conn.execute("SELECT week, name FROM tripdata_partitions").fetchall()
     return dict(rows)
 
 
@@ -61,9 +63,9 @@ def partition_indexes(conn: psycopg.Connection[Any], name: str) -> list[str]:
     return [row[0].removeprefix(name) for row in rows]
 
 
-def trips_per_month(conn: psycopg.Connection[Any]) -> Counter[date]:
+def trips_per_week(conn: psycopg.Connection[Any]) -> Counter[date]:
     rows = conn.execute(
-        "SELECT date_trunc('month', datetime)::date, count(*) FROM tripdata GROUP BY 1"
+        "SELECT date_trunc('week', datetime)::date, count(*) FROM tripdata GROUP BY 1"
     ).fetchall()
     return Counter(dict(rows))
 
@@ -73,21 +75,21 @@ def distinct(trips: list[Trip]) -> list[Trip]:
 
 
 def planned_paths(conn: psycopg.Connection[Any], trips: list[Trip]) -> set[PartitionPath]:
-    months = Counter(month_of(trip) for trip in trips)
-    steps = publish.plan_partitions(months, publish.stored_partitions(conn, months))
+    weeks = Counter(week_of(trip) for trip in trips)
+    steps = publish.plan_partitions(weeks, publish.stored_partitions(conn, weeks))
     return {step.path for step in steps}
 
 
-def test_a_batch_over_many_months_fills_one_indexed_partition_per_month(
+def test_a_batch_over_many_weeks_fills_one_indexed_partition_per_week(
     conn: psycopg.Connection[Any],
 ) -> None:
     trips = distinct(sample(1500, seed=31) + BORDER_TRIPS)
     assert planned_paths(conn, trips) == {PartitionPath.NEW}
     stage_and_publish(conn, trips)
-    months = Counter(month_of(trip) for trip in trips)
-    assert len(months) >= 13
-    assert set(partitions(conn)) == set(months)
-    assert trips_per_month(conn) == months
+    weeks = Counter(week_of(trip) for trip in trips)
+    assert len(weeks) >= 54
+    assert set(partitions(conn)) == set(weeks)
+    assert trips_per_week(conn) == weeks
     for name in partitions(conn).values():
         assert partition_indexes(conn, name) == INDEX_SUFFIXES
     # The parent holds no rows and no indexes of its own.
@@ -101,16 +103,16 @@ def test_trips_already_stored_are_skipped_whichever_way_a_partition_is_written(
     first = distinct(sample(2000, seed=41) + BORDER_TRIPS)
     stage_and_publish(conn, first)
 
-    # Small against every month: the indexes are kept and ON CONFLICT skips repeats,
-    # trips on a month's first and last second included. (2019-01 holds one trip, which
-    # one more would rebuild.)
+    # Small against every week: the indexes are kept and ON CONFLICT skips repeats,
+    # trips on a week's first and last second included. (The weeks of 2019 hold one trip
+    # each, which one more would rebuild.)
     second_new = sample(60, seed=42)
     second = distinct(second_new + first[:25] + BORDER_TRIPS[:2])
     assert planned_paths(conn, second) == {PartitionPath.KEEP}
     second_batch = stage_and_publish(conn, second)
 
-    # Large against every month: each partition's indexes are dropped and rebuilt, and
-    # repeats are skipped by the anti-join. Plus trips in months no partition holds yet.
+    # Large against every week: each partition's indexes are dropped and rebuilt, and
+    # repeats are skipped by the anti-join. Plus trips in weeks no partition holds yet.
     later = Trip("Turin", 7.68, 45.07, 7.69, 45.06, datetime(2031, 5, 17, 9, 30), "later_app")
     third_new = [*sample(3000, seed=43), later]
     third = distinct(third_new + first[100:400] + second_new[:10] + BORDER_TRIPS)
@@ -122,7 +124,7 @@ def test_trips_already_stored_are_skipped_whichever_way_a_partition_is_written(
     assert conn.execute(
         "SELECT count(*) FROM (SELECT trip_key FROM tripdata GROUP BY 1 HAVING count(*) > 1) AS d"
     ).fetchone() == (0,)
-    assert trips_per_month(conn) == Counter(month_of(trip) for trip in stored)
+    assert trips_per_week(conn) == Counter(week_of(trip) for trip in stored)
     repeats = {second_batch: 25 + 2, third_batch: 300 + 10 + len(BORDER_TRIPS)}
     for batch_id, repeated in repeats.items():
         counts = conn.execute(
@@ -133,11 +135,11 @@ def test_trips_already_stored_are_skipped_whichever_way_a_partition_is_written(
         assert counts == (staged - repeated, repeated)
     for name in partitions(conn).values():
         assert partition_indexes(conn, name) == INDEX_SUFFIXES
-    # Each partition holds its own month only.
+    # Each partition holds its own week only.
     outside = conn.execute(
         "SELECT count(*) FROM tripdata_partitions AS p"
         " JOIN tripdata AS t ON t.tableoid = p.name::regclass"
-        " WHERE date_trunc('month', t.datetime)::date <> p.month"
+        " WHERE date_trunc('week', t.datetime)::date <> p.week"
     ).fetchone()
     assert outside == (0,)
 
@@ -193,9 +195,12 @@ def test_questions_postgis_answers_go_on_while_a_publish_writes_partitions(
     client = app.test_client()
     expected = answers.weekly_average(conn, AreaQuery(bbox=BBox(14.38, 50.04, 14.47, 50.11)))
     conn.commit()
-    # New months and small additions to existing ones: new partitions and kept indexes.
-    batch = [*sample(100, seed=62), replace(BORDER_TRIPS[0], datasource="new_month_app")]
+    # New weeks and small additions to existing ones: new partitions and kept indexes.
+    # (The last week of 2018 holds only a day of trips: it would be rebuilt.)
+    small = [trip for trip in sample(100, seed=62) if trip.datetime < datetime(2018, 12, 24)]
+    batch = [*small, replace(BORDER_TRIPS[3], datasource="new_week_app")]
     batch_id = stage(conn, batch)
+    assert planned_paths(conn, batch) == {PartitionPath.NEW, PartitionPath.KEEP}
     writer = HeldWriter()
     errors: list[BaseException] = []
 
@@ -254,13 +259,13 @@ def test_the_migration_from_the_unpartitioned_table_keeps_every_trip(
                 ))  # fmt: skip
         conn.commit()
         before = sorted(conn.execute(f"SELECT {columns} FROM tripdata").fetchall())
-    assert migrate(url) == ["0005_partition_tripdata"]
+    assert migrate(url)[0] == "0005_partition_tripdata"
     with closing(connect(url)) as conn:
         after = sorted(conn.execute(f"SELECT {columns} FROM tripdata").fetchall())
         assert after == before
         assert len(after) == len(trips)
-        months = {month_of(trip) for trip in trips}
-        assert set(partitions(conn)) == months
+        weeks = {week_of(trip) for trip in trips}
+        assert set(partitions(conn)) == weeks
         for name in partitions(conn).values():
             assert partition_indexes(conn, name) == INDEX_SUFFIXES
         assert conn.execute("SELECT to_regclass('tripdata_unpartitioned')").fetchone() == (None,)

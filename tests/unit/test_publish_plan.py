@@ -1,4 +1,4 @@
-"""How publish writes each month partition: the share from which it rebuilds a partition's
+"""How publish writes each week partition: the share from which it rebuilds a partition's
 indexes, and the free-disk check."""
 
 from __future__ import annotations
@@ -35,28 +35,28 @@ def test_the_share_never_falls_below_the_floor() -> None:
     assert 0.1 < rebuild_share(60_000_000) < 0.13
 
 
-JANUARY, FEBRUARY, MARCH = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+WEEK_1, WEEK_2, WEEK_3 = date(2024, 1, 1), date(2024, 1, 8), date(2024, 1, 15)
 STORED = {
-    JANUARY: StoredPartition("tripdata_2024_01", stored=1_000_000, index_bytes=300 * MB),
-    FEBRUARY: StoredPartition("tripdata_2024_02", stored=1_000_000, index_bytes=300 * MB),
+    WEEK_1: StoredPartition("tripdata_20240101", stored=1_000_000, index_bytes=300 * MB),
+    WEEK_2: StoredPartition("tripdata_20240108", stored=1_000_000, index_bytes=300 * MB),
 }
 
 
 def paths(steps: list[PartitionStep]) -> dict[date, PartitionPath]:
-    return {step.month: step.path for step in steps}
+    return {step.week: step.path for step in steps}
 
 
-def test_each_month_is_new_kept_or_rebuilt_by_its_own_share() -> None:
-    staged = {JANUARY: 10_000, FEBRUARY: 400_000, MARCH: 5}
+def test_each_week_is_new_kept_or_rebuilt_by_its_own_share() -> None:
+    staged = {WEEK_1: 10_000, WEEK_2: 400_000, WEEK_3: 5}
     assert paths(plan_partitions(staged, STORED)) == {
-        JANUARY: PartitionPath.KEEP,
-        FEBRUARY: PartitionPath.REBUILD,
-        MARCH: PartitionPath.NEW,
+        WEEK_1: PartitionPath.KEEP,
+        WEEK_2: PartitionPath.REBUILD,
+        WEEK_3: PartitionPath.NEW,
     }
 
 
 def test_a_rebuild_without_room_beside_the_old_indexes_keeps_them() -> None:
-    staged = {JANUARY: 400_000, FEBRUARY: 400_000}
+    staged = {WEEK_1: 400_000, WEEK_2: 400_000}
     need = 800_000 * 620
     roomy = plan_partitions(staged, STORED, available_bytes=need + 600 * MB)
     assert set(paths(roomy).values()) == {PartitionPath.REBUILD}
@@ -69,11 +69,11 @@ def test_a_rebuild_without_room_beside_the_old_indexes_keeps_them() -> None:
 
 def test_a_batch_that_cannot_fit_fails_before_anything_is_written() -> None:
     with pytest.raises(NotEnoughDisk, match=r"needs about .* GiB"):
-        plan_partitions({MARCH: 1_000_000}, STORED, available_bytes=100 * MB)
+        plan_partitions({WEEK_3: 1_000_000}, STORED, available_bytes=100 * MB)
     with pytest.raises(NotEnoughDisk):
-        plan_partitions({MARCH: 1}, STORED, available_bytes=-5)
+        plan_partitions({WEEK_3: 1}, STORED, available_bytes=-5)
 
 
 def test_an_unseen_disk_is_not_checked() -> None:
-    steps = plan_partitions({MARCH: 10**9}, STORED, available_bytes=None)
-    assert paths(steps) == {MARCH: PartitionPath.NEW}
+    steps = plan_partitions({WEEK_3: 10**9}, STORED, available_bytes=None)
+    assert paths(steps) == {WEEK_3: PartitionPath.NEW}

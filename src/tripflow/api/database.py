@@ -28,7 +28,7 @@ class Database:
         self.url = url
         self.timeout = timeout
         self.max_size = max_size
-        # A publish that rebuilds one month partition's indexes holds that partition until
+        # A publish that rebuilds one week partition's indexes holds that partition until
         # it commits: a question PostGIS must answer from it (the serving copy lacking a
         # batch) gives up after this long and answers 503, instead of holding a thread and
         # its client that long. Questions answered from the weekly summary or the serving

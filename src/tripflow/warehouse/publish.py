@@ -1,4 +1,4 @@
-"""Publish a staged batch into `tripdata` in one transaction, partition by partition."""
+"""Publish a staged batch into `tripdata` in one transaction, week partition by partition."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,20 +23,23 @@ from tripflow.warehouse.statements import load_sql
 
 log = logging.getLogger(__name__)
 
-# A batch that is a large enough share of the rows a partition already holds is published
-# into it with the partition's indexes dropped and rebuilt afterwards. Keeping the indexes
-# up to date costs per inserted row, rebuilding them costs per stored row, and the first
-# grows with the indexes: once they outgrow shared buffers each insert misses pages.
-# Measured on this project's reference machine (2 cores, 6 GB shared buffers;
+# A batch that is a large enough share of the rows a week's partition already holds is
+# published into it with the partition's indexes dropped and rebuilt afterwards. Keeping
+# the indexes up to date costs per inserted row, rebuilding them costs per stored row, and
+# the first grows with the indexes: once they outgrow shared buffers each insert misses
+# pages. Measured on this project's reference machine (2 cores, 6 GB shared buffers;
 # docs/benchmarks.md), on the unpartitioned table of before:
 #   2M stored:  keeping ~14.5 us per inserted row, rebuilding ~3.8 us per stored row
 #               -> rebuilding wins from a share of about 0.26 (0.3 is used);
 #   40M stored: 10M kept in 707 s (71 us per row), 10M into 30M rebuilt in 371 s
 #               (9.3 us per stored row) -> rebuilding wins from about 0.13.
 # Between the two sizes the share is interpolated in log(stored); it stays 0.3 below and
-# falls no lower than 0.1 above. The key index goes too: its keys are MD5s, so inserting
-# them touches a random page of it per row; without it, trips already stored are found by
-# one hash anti-join over that partition and the key index is built again sorted.
+# falls no lower than 0.1 above. Measured again on partitions of about 1M trips (machine
+# shared): a new partition filled then indexed cost 15.5 us per trip, a rebuild 18 us per
+# trip it ends with, keeping 67 us per inserted trip: rebuilding wins from ~0.27. The key
+# index goes too: its keys are MD5s, so inserting them touches a random page of it per row;
+# without it, trips already stored are found by one hash anti-join over that partition and
+# the key index is built again sorted.
 _SHARE_POINTS = ((2_000_000, 0.3), (40_000_000, 0.13))
 _SHARE_FLOOR = 0.1
 # Disk one published trip takes, heap and four indexes (16.6 + 14.3 GB at 100M trips), and
@@ -47,7 +50,7 @@ _PUBLISH_LOCK = 0x7472_6970_7075_62
 
 
 class PartitionPath(StrEnum):
-    """How a publish writes into one month's partition."""
+    """How a publish writes into one week's partition."""
 
     # No partition yet: created, filled, then indexed (every trip in it is new).
     NEW = "new"
@@ -59,7 +62,7 @@ class PartitionPath(StrEnum):
 
 @dataclass(frozen=True)
 class StoredPartition:
-    """A month's partition as it stands before the publish."""
+    """A week's partition as it stands before the publish."""
 
     name: str
     stored: int
@@ -68,9 +71,9 @@ class StoredPartition:
 
 @dataclass(frozen=True)
 class PartitionStep:
-    """What the publish does with one month."""
+    """What the publish does with one week (its Monday)."""
 
-    month: date
+    week: date
     staged: int
     path: PartitionPath
     partition: StoredPartition | None = None
@@ -132,7 +135,7 @@ def publish_batch(
 
     Counts on the batch and its files, the status and the notification commit together
     with the rows, so a crash leaves either all of it or none. Only the partitions of the
-    batch's months are written; with `disk`, a batch the database's disk cannot take fails
+    batch's weeks are written; with `disk`, a batch the database's disk cannot take fails
     before anything is written. With `serving`, the batch's segment of the serving copy is
     written before the commit: readers take a segment only for a batch PostgreSQL says is
     published, so both stores show the batch at once."""
@@ -151,7 +154,7 @@ def _publish(
     disk: DiskBudget | None,
 ) -> bool:
     with conn.transaction():
-        # One publish at a time: two would race to create the same month's partition.
+        # One publish at a time: two would race to create the same week's partition.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
         row = conn.execute(
             "SELECT status, rows_staged FROM ingestion_batch WHERE batch_id = %s FOR UPDATE",
@@ -162,17 +165,17 @@ def _publish(
         if row[0] != Status.STAGED:
             return False
         staged: dict[int, int] = {}
-        staged_months: dict[date, int] = {}
-        for file_id, month, rows in conn.execute(load_sql("staged_counts"), {"batch_id": batch_id}):
+        staged_weeks: dict[date, int] = {}
+        for file_id, week, rows in conn.execute(load_sql("staged_counts"), {"batch_id": batch_id}):
             staged[file_id] = staged.get(file_id, 0) + rows
-            staged_months[month] = staged_months.get(month, 0) + rows
+            staged_weeks[week] = staged_weeks.get(week, 0) + rows
         if sum(staged.values()) != (row[1] or 0):
             raise StagingLost(
                 f"batch {batch_id}: {sum(staged.values())} rows in staging, {row[1]} expected"
             )
         steps = plan_partitions(
-            staged_months,
-            stored_partitions(conn, staged_months),
+            staged_weeks,
+            stored_partitions(conn, staged_weeks),
             disk.available() if disk is not None else None,
         )
         log.info("batch %s: %s", batch_id, describe_steps(steps))
@@ -212,17 +215,16 @@ def _publish(
 
 
 def stored_partitions(
-    conn: psycopg.Connection[Any], months: Iterable[date]
+    conn: psycopg.Connection[Any], weeks: Iterable[date]
 ) -> dict[date, StoredPartition]:
-    """Return the partitions that exist for some months, with their size."""
+    """Return the partitions that exist for some weeks (their Mondays), with their size."""
     rows = conn.execute(
-        "SELECT month, name, stored_estimate, index_bytes FROM tripdata_partitions"
-        " WHERE month = ANY(%s)",
-        (list(months),),
+        "SELECT week, name, stored_estimate, index_bytes FROM tripdata_partitions"
+        " WHERE week = ANY(%s)",
+        (list(weeks),),
     ).fetchall()
     return {
-        month: StoredPartition(name, stored, index_bytes)
-        for month, name, stored, index_bytes in rows
+        week: StoredPartition(name, stored, index_bytes) for week, name, stored, index_bytes in rows
     }
 
 
@@ -231,22 +233,22 @@ def plan_partitions(
     stored: Mapping[date, StoredPartition],
     available_bytes: int | None = None,
 ) -> list[PartitionStep]:
-    """Decide how each month of a batch is written: into a new partition, keeping an
+    """Decide how each week of a batch is written: into a new partition, keeping an
     existing one's indexes, or rebuilding them.
 
     With `available_bytes` (the disk the publish may use), a rebuild that would not fit
     beside the old indexes (kept until the commit) keeps them instead, and a batch that
     does not fit at all raises NotEnoughDisk before anything is written."""
     steps = []
-    for month, rows in sorted(staged.items()):
-        partition = stored.get(month)
+    for week, rows in sorted(staged.items()):
+        partition = stored.get(week)
         if partition is None:
             path = PartitionPath.NEW
         elif rows >= rebuild_share(partition.stored) * partition.stored:
             path = PartitionPath.REBUILD
         else:
             path = PartitionPath.KEEP
-        steps.append(PartitionStep(month, rows, path, partition))
+        steps.append(PartitionStep(week, rows, path, partition))
     if available_bytes is None:
         return steps
     need = sum(staged.values()) * _BYTES_PER_TRIP
@@ -267,11 +269,11 @@ def plan_partitions(
                     "%s: not enough free disk to rebuild its indexes; keeping them",
                     partition.name,
                 )
-                step = PartitionStep(step.month, step.staged, PartitionPath.KEEP, partition)
+                step = PartitionStep(step.week, step.staged, PartitionPath.KEEP, partition)
             else:
                 need += partition.index_bytes
         checked.append(step)
-    return sorted(checked, key=lambda step: step.month)
+    return sorted(checked, key=lambda step: step.week)
 
 
 def describe_steps(steps: Iterable[PartitionStep]) -> str:
@@ -280,7 +282,7 @@ def describe_steps(steps: Iterable[PartitionStep]) -> str:
     for step in steps:
         counts[step.path] = counts.get(step.path, 0) + 1
     parts = [f"{counts[path]} {path.value}" for path in PartitionPath if path in counts]
-    return f"{sum(counts.values())} month partitions ({', '.join(parts) or 'none'})"
+    return f"{sum(counts.values())} week partitions ({', '.join(parts) or 'none'})"
 
 
 def _gigabytes(size: int) -> str:
@@ -294,7 +296,7 @@ def _prepare_partitions(conn: psycopg.Connection[Any], steps: Iterable[Partition
     for step in steps:
         if step.path is PartitionPath.NEW:
             created = conn.execute(
-                "SELECT tripdata_create_partition(%s)::text", (step.month,)
+                "SELECT tripdata_create_partition(%s)::text", (step.week,)
             ).fetchone()
             assert created is not None
             to_index.append(str(created[0]))
@@ -313,23 +315,19 @@ def _new_only(steps: Iterable[PartitionStep]) -> sql.Composable:
     index is dropped (ON CONFLICT has nothing to use there); empty when there are none."""
     ranges = [
         sql.SQL("(stored.datetime >= {} AND stored.datetime < {})").format(
-            sql.Literal(step.month), sql.Literal(_next_month(step.month))
+            sql.Literal(step.week), sql.Literal(step.week + timedelta(days=7))
         )
         for step in steps
         if step.path is PartitionPath.REBUILD
     ]
     if not ranges:
         return sql.SQL("")
-    # The month bounds are constants, so only the rebuilt partitions are scanned.
+    # The week bounds are constants, so only the rebuilt partitions are scanned.
     return sql.SQL(
         "AND NOT EXISTS (SELECT 1 FROM tripdata AS stored"
         " WHERE stored.trip_key = staging_tripdata.trip_key"
         " AND stored.datetime = staging_tripdata.datetime AND ({}))"
     ).format(sql.SQL(" OR ").join(ranges))
-
-
-def _next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def _begin_segment(serving: SegmentWriter, batch_id: int) -> None:

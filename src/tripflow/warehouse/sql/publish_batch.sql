@@ -29,7 +29,7 @@ WITH inserted AS (
     -- a time. Within it, a batch's trips lie by place: west-to-east runs along bands of
     -- 0.005 degrees of origin latitude (about 550 m). A box then reads a few runs of
     -- neighbouring pages per batch instead of one page per trip.
-    ORDER BY date_trunc('month', datetime), region, floor(origin_lat * 200), origin_lon
+    ORDER BY date_trunc('week', datetime), region, floor(origin_lat * 200), origin_lon
     ON CONFLICT DO NOTHING
     RETURNING file_id, region, datasource, datetime
 ),
