@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, TriggerRule, task
 
 from tripflow.orchestration import tasks
@@ -27,8 +26,11 @@ active run starts the next run as soon as this one ends.
 2. **claim_batch** resumes the oldest unfinished batch, or claims the waiting files as a new
    batch; with neither, the rest of the run is skipped.
 3. **spark_needed** lets Spark run only while the batch is still `claimed`.
-4. **validate_with_spark** submits the preprocess job (`spark_default` connection): CSV to
-   validated, de-duplicated Parquet in `trusted/`, bad rows with reasons in `rejected/`.
+4. **validate_with_spark** runs the preprocess job: CSV to validated, de-duplicated Parquet
+   in `trusted/`, bad rows with reasons in `rejected/`. With `TRIPFLOW_SPARK_RUNNER=connect`
+   (the default) on the stack's warm Spark Connect server (`spark_connect_default`
+   connection), else, or when that server does not answer, with spark-submit
+   (`spark_default` connection). Its result says which ran.
 5. **record_spark_counts** stores the job's per-file counts (batch -> `processed`).
 6. **load_staging** copies the Parquet into `staging_tripdata` (-> `staged`).
 7. **publish_to_tripdata** merges staging into `tripdata` with PostGIS points in one
@@ -63,17 +65,14 @@ with DAG(
     spark_needed = task.short_circuit(
         task_id="spark_needed", ignore_downstream_trigger_rules=False
     )(tasks.spark_needed)(claimed["run_spark"])
-    spark = SparkSubmitOperator(
+    # Connect or spark-submit is decided when the task runs (from TRIPFLOW_SPARK_RUNNER), so
+    # parsing this file reads no settings.
+    spark = task(
         task_id="validate_with_spark",
-        conn_id="spark_default",
-        application=tasks.spark_application(),
-        application_args=claimed["application_args"],
-        name="tripflow-preprocess",
-        conf={"spark.ui.enabled": "false"},
         # Each failed try counts on the batch, which is set aside after the last one.
         on_retry_callback=tasks.record_spark_failure,
         on_failure_callback=tasks.record_spark_failure,
-    )
+    )(tasks.run_spark)(claimed["application_args"])
     counts = task(
         task_id="record_spark_counts",
         # Runs after Spark, or in its place when it was skipped; skipped with the claim.

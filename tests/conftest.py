@@ -20,7 +20,7 @@ from tripflow.config import Settings
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse.database import migrate
 
-pytest_plugins = ["tests.hdfs_fixture"]
+pytest_plugins = ["tests.hdfs_fixture", "tests.spark_connect_fixture"]
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "trips.csv"
 TEMPLATE = "tripflow_template"
@@ -87,4 +87,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         lake_url=(tmp_path / "lake").as_uri(),
         database_url=database_url,
         spark_master="local[2]",
+        # Nothing listens there: a stack left running on the default port is never used.
+        spark_connect_port=free_port(),
     )

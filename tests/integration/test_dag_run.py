@@ -1,6 +1,7 @@
 """The `tripdata-process` DAG run by `airflow dags test` (dag.test()) in its own process, with
-its metadata in the real PostgreSQL, the warehouse in a fresh PostGIS database and Spark
-started by spark-submit: sensor, trigger, Spark and every pipeline step for real."""
+its metadata in the real PostgreSQL, the warehouse in a fresh PostGIS database and Spark on
+the run's Spark Connect server or started by spark-submit: sensor, trigger, Spark and every
+pipeline step for real."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import pytest
 
 from tests.conftest import SAMPLE
 from tripflow import pipeline
-from tripflow.config import Settings
-from tripflow.lake import LANDING, Lake
+from tripflow.config import Settings, SparkRunnerMode
+from tripflow.lake import LANDING, Lake, trusted_dir
+from tripflow.services import spark_connect
 from tripflow.services.airflow import DAG_ID, airflow_environment
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse import ingestions
@@ -87,6 +89,8 @@ class DagRun:
 
     states: dict[str, str]
     ready_files: Any
+    # What the Spark task returned: how the job ran.
+    spark: Any
 
 
 def run_dag(settings: Settings, metadata_url: str) -> DagRun:
@@ -102,12 +106,20 @@ def run_dag(settings: Settings, metadata_url: str) -> DagRun:
             "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
             (DAG_ID, run_id[0]),
         ).fetchall()
-        ready = metadata.execute(
-            "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s"
-            " AND task_id = 'wait_for_files' AND key = 'return_value'",
-            (DAG_ID, run_id[0]),
-        ).fetchone()
-    return DagRun(dict(states), ready[0] if ready else None)
+        results = dict(
+            metadata.execute(
+                "SELECT task_id, value FROM xcom WHERE dag_id = %s AND run_id = %s"
+                " AND key = 'return_value'",
+                (DAG_ID, run_id[0]),
+            ).fetchall()
+        )
+    return DagRun(dict(states), results.get("wait_for_files"), results.get("validate_with_spark"))
+
+
+def trusted_rows(spark: Any, lake: Lake, batch_id: int) -> list[dict[str, Any]]:
+    """Return a batch's trusted rows without their file id (each delivery has its own)."""
+    frame = spark.read.parquet(lake.uri(trusted_dir(batch_id))).drop("file_id")
+    return sorted((row.asDict() for row in frame.collect()), key=repr)
 
 
 def scalar(conn: psycopg.Connection[Any], query: str, *params: object) -> Any:
@@ -118,14 +130,24 @@ def scalar(conn: psycopg.Connection[Any], query: str, *params: object) -> Any:
 
 
 def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
-    dag_settings: Settings, metadata_url: str, conn: psycopg.Connection[Any]
+    dag_settings: Settings,
+    metadata_url: str,
+    conn: psycopg.Connection[Any],
+    connect_stack: Settings,
+    spark: Any,
 ) -> None:
+    # The first delivery runs on the Spark Connect server, the second with spark-submit.
+    on_server = dag_settings.model_copy(
+        update={"spark_connect_port": connect_stack.spark_connect_port}
+    )
+    submitted = dag_settings.model_copy(update={"spark_runner": SparkRunnerMode.SUBMIT})
     lake = Lake(dag_settings.lake_root)
     lake.put(SAMPLE, LANDING)
 
-    run = run_dag(dag_settings, metadata_url)
+    run = run_dag(on_server, metadata_url)
 
     assert run.states == dict.fromkeys(TASK_IDS, "success")
+    assert run.spark == {"runner": "connect", "url": f"{spark_connect.url(connect_stack)}/"}
     assert run.ready_files == [f"{LANDING}/{SAMPLE.name}"]
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
     first = scalar(conn, "SELECT max(batch_id) FROM ingestion_batch")
@@ -135,9 +157,10 @@ def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
     assert lake.exists(f"data/processed/tripdata/{first}/{SAMPLE.name}")
 
     lake.put(SAMPLE, LANDING)
-    run = run_dag(dag_settings, metadata_url)
+    run = run_dag(submitted, metadata_url)
 
     assert run.states == dict.fromkeys(TASK_IDS, "success")
+    assert run.spark == {"runner": "spark-submit"}
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
     second = scalar(conn, "SELECT max(batch_id) FROM ingestion_batch")
     summary = ingestions.batch_summary(conn, second)
@@ -145,6 +168,9 @@ def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
     assert (summary["status"], summary["rows_read"], summary["rows_loaded"]) == ("done", 100, 0)
     assert summary["rows_duplicate"] == 100
     assert lake.exists(f"data/processed/tripdata/{second}/{SAMPLE.name}")
+    # Both ways wrote the same Parquet.
+    assert trusted_rows(spark, lake, second) == trusted_rows(spark, lake, first)
+    assert len(trusted_rows(spark, lake, first)) == 100
 
 
 def test_dag_run_resumes_a_batch_past_spark_without_running_spark_again(

@@ -8,13 +8,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from tripflow.pipeline import ConnectRunner
 from tripflow.records import COLUMNS, Reason, Trip, check_header, check_row
 from tripflow.spark.preprocess import (
     BLOCK_SCHEMA,
@@ -27,6 +30,7 @@ from tripflow.spark.preprocess import (
     match_sources,
     run,
 )
+from tripflow.spark.session import AnySession, connect_session, functions_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "trips.csv"
 HEADER = ",".join(COLUMNS)
@@ -89,14 +93,19 @@ def write_lines(path: Path, lines: list[str], ending: str = "\n") -> str:
     return f"file://{path}"
 
 
-def run_batch(spark: SparkSession, lake: Path, files: dict[int, str]) -> Batch:
-    """Run the job into a lake directory and read back what it wrote."""
-    job = PreprocessJob(
+def lake_job(lake: Path, files: dict[int, str]) -> PreprocessJob:
+    """Return a job of batch 1 writing into a lake directory."""
+    return PreprocessJob(
         batch_id=1,
         files=files,
         trusted_url=f"file://{lake}/trusted/batch=1",
         rejected_url=f"file://{lake}/rejected/batch=1",
     )
+
+
+def run_batch(spark: AnySession, lake: Path, files: dict[int, str]) -> Batch:
+    """Run the job into a lake directory and read back what it wrote."""
+    job = lake_job(lake, files)
     reports = run(spark, job)
     trusted = [row.asDict() for row in spark.read.parquet(job.trusted_url).collect()]
     rejected = [row.asDict() for row in spark.read.parquet(job.rejected_url).collect()]
@@ -243,7 +252,20 @@ def test_running_twice_gives_the_same_output(mixed: Batch, spark: SparkSession) 
     assert sorted(again.rejected, key=repr) == sorted(mixed.rejected, key=repr)
 
 
-def test_numbers_lines_exactly_across_many_blocks(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.fixture(params=["classic", "connect"])
+def small_blocks(request: pytest.FixtureRequest, spark: SparkSession) -> Iterator[AnySession]:
+    """A session (in this process, or on the Spark Connect server) reading 300-byte blocks."""
+    if request.param == "classic":
+        session: AnySession = spark.newSession()
+    else:
+        session = connect_session(request.getfixturevalue("spark_connect_url"))
+    session.conf.set("spark.sql.files.maxPartitionBytes", "300")
+    yield session
+    if request.param == "connect":
+        session.stop()
+
+
+def test_numbers_lines_exactly_across_many_blocks(small_blocks: AnySession, tmp_path: Path) -> None:
     # Every 5th line is rejected and names its own line number; blank lines fall across
     # block boundaries too.
     lines = [HEADER]
@@ -261,9 +283,9 @@ def test_numbers_lines_exactly_across_many_blocks(spark: SparkSession, tmp_path:
                 f"Brno,POINT (16.6 49.2),POINT (16.7 49.3),2018-05-28 09:03:40,src{number}"
             )
     url = write_lines(tmp_path / "long.csv", lines)
-    small_blocks = spark.newSession()
-    small_blocks.conf.set("spark.sql.files.maxPartitionBytes", "300")
-    assert small_blocks.read.text(url).rdd.getNumPartitions() >= 10
+    with functions_for(small_blocks):
+        blocks = small_blocks.read.text(url).select(F.input_file_block_start()).distinct()
+    assert blocks.count() >= 10
 
     batch = run_batch(small_blocks, tmp_path / "lake", {3: url})
 
@@ -271,6 +293,22 @@ def test_numbers_lines_exactly_across_many_blocks(spark: SparkSession, tmp_path:
     assert {row["reason"] for row in batch.rejected} == {Reason.WRONG_FIELD_COUNT.value}
     valid = len(lines) - 1 - lines.count("") - len(expected)
     assert batch.reports == [FileReport(3, valid + len(expected), valid, len(expected), 0)]
+
+
+def test_writes_the_same_output_through_a_spark_connect_server(
+    mixed: Batch, spark: SparkSession, spark_connect_url: str, tmp_path: Path
+) -> None:
+    job = lake_job(tmp_path / "lake", mixed.job.files)
+
+    ConnectRunner(spark_connect_url).run(job)
+
+    trusted = [row.asDict() for row in spark.read.parquet(job.trusted_url).collect()]
+    rejected = [row.asDict() for row in spark.read.parquet(job.rejected_url).collect()]
+    assert sorted(trusted, key=repr) == sorted(mixed.trusted, key=repr)
+    assert sorted(rejected, key=repr) == sorted(mixed.rejected, key=repr)
+    [written] = Path(job.report_url.removeprefix("file://")).glob("part-*.json")
+    [expected] = Path(mixed.job.report_url.removeprefix("file://")).glob("part-*.json")
+    assert written.read_text() == expected.read_text()
 
 
 def test_writes_readable_empty_datasets_when_no_file_loads(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from tripflow.config import Settings
+from tripflow.config import Settings, SparkRunnerMode
 from tripflow.lake import Lake, open_lake
 from tripflow.warehouse.ingestions import Status
 
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 # (psycopg, pyarrow, pandas: ~1.6 s) is imported inside the callables, when a task runs.
 
 log = logging.getLogger(__name__)
+# Airflow connections of the two ways to run the Spark job (`airflow_environment` makes
+# both from the settings; either can be edited in Airflow to point at a cluster).
+SUBMIT_CONN_ID = "spark_default"
+CONNECT_CONN_ID = "spark_connect_default"
 
 
 class SparkAlreadySubmitted:
@@ -92,11 +96,42 @@ def record_spark_failure(context: Any) -> None:
     batch_id = context["ti"].xcom_pull(task_ids="claim_batch", key="batch_id")
     if batch_id is None:
         return
-    error = context.get("exception") or "spark-submit failed"
+    error = context.get("exception") or "the Spark job failed"
     with _entry_point() as (settings, conn, lake):
         pipeline.fail_batch(
             conn, lake, int(batch_id), f"spark: {error}", settings.max_batch_attempts
         )
+
+
+def run_spark(application_args: list[str]) -> dict[str, str]:
+    """Run the batch's Spark job and return how it ran: on the Spark Connect server when
+    TRIPFLOW_SPARK_RUNNER is connect and the server answers, else with spark-submit."""
+    settings = Settings()
+    if settings.spark_runner is SparkRunnerMode.CONNECT:
+        from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+        from tripflow.services import spark_connect
+
+        url = SparkConnectHook(CONNECT_CONN_ID).get_connection_url()
+        if spark_connect.version(url) is not None:
+            from tripflow import pipeline
+            from tripflow.spark.preprocess import job_from_arguments, parse_arguments
+
+            log.info("running the Spark job on the Spark Connect server %s", url)
+            pipeline.ConnectRunner(url).run(job_from_arguments(parse_arguments(application_args)))
+            return {"runner": "connect", "url": url}
+        # The batch still gets through, only with a cold JVM; the server may be restarting.
+        log.warning("no Spark Connect server answers at %s: using spark-submit", url)
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    hook = SparkSubmitHook(
+        conn_id=SUBMIT_CONN_ID,
+        conf={"spark.ui.enabled": "false"},
+        name="tripflow-preprocess",
+        application_args=application_args,
+    )
+    hook.submit(spark_application())
+    return {"runner": "spark-submit"}
 
 
 def spark_needed(run_spark: bool) -> bool:

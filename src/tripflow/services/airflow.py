@@ -59,6 +59,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     api = f"http://127.0.0.1:{settings.airflow_port}"
     bin_dir = str(Path(sys.executable).parent)
     spark_connection = {"conn_type": "spark", "host": settings.spark_master}
+    # The stack's Spark Connect server (the DAG's Spark task uses it when the settings ask).
+    spark_connect_connection = {
+        "conn_type": "spark_connect",
+        "host": "127.0.0.1",
+        "port": settings.spark_connect_port,
+    }
     environment = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
@@ -83,6 +89,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection),
+        "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT": json.dumps(spark_connect_connection),
         # Tasks build tripflow's settings from these, exactly as the CLI would.
         **settings.environment(),
         # Airflow spawns `airflow` and the Spark hook `spark-submit`: both live here.

@@ -1,4 +1,5 @@
-"""The local stack under one supervisor: Airflow's four services and the API.
+"""The local stack under one supervisor: Airflow's four services, the API and the warm Spark
+(a Spark Connect server, when TRIPFLOW_SPARK_RUNNER is connect).
 
 supervisord (a well-kept process supervisor) starts, restarts and stops the long-running
 processes; PostgreSQL runs beside it under pg_ctl, which supervises itself."""
@@ -21,8 +22,8 @@ import psutil
 from supervisor.xmlrpc import SupervisorTransport
 from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
-from tripflow.config import Settings
-from tripflow.services import airflow
+from tripflow.config import Settings, SparkRunnerMode
+from tripflow.services import airflow, spark_connect
 from tripflow.services.postgres import ManagedPostgres
 
 AIRFLOW_PROGRAMS = (
@@ -83,6 +84,8 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             "tripflow.api.wsgi:app",
         ]
     }
+    if runs_spark_connect(settings):
+        commands[spark_connect.PROGRAM] = spark_connect.command(settings)
     if with_airflow:
         commands |= {
             "airflow-api-server": [
@@ -98,6 +101,11 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             "airflow-triggerer": [venv_bin("airflow"), "triggerer"],
         }
     return commands
+
+
+def runs_spark_connect(settings: Settings) -> bool:
+    """Tell whether the stack keeps a Spark Connect server running."""
+    return settings.spark_runner is SparkRunnerMode.CONNECT
 
 
 def supervisor_config(settings: Settings, with_airflow: bool) -> str:
@@ -150,6 +158,8 @@ def _environment(settings: Settings, with_airflow: bool) -> dict[str, str]:
         environment |= airflow.airflow_environment(settings)
     else:
         environment |= settings.environment()
+    if runs_spark_connect(settings):
+        environment |= spark_connect.environment()
     return environment
 
 
@@ -290,6 +300,12 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
         prepare_airflow(settings)
     start_supervisor(settings, with_airflow)
     wait_for(lambda: api_healthy(settings), timeout, "the API's /health")
+    if runs_spark_connect(settings):
+        wait_for(
+            lambda: spark_connect.healthy(settings),
+            timeout,
+            f"the Spark Connect server on {spark_connect.url(settings)}",
+        )
     if with_airflow:
         wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
         unpause_dag(settings, timeout)
@@ -325,12 +341,21 @@ def services(settings: Settings) -> list[ServiceState]:
             )
         )
     if supervisor_running(settings):
-        # supervisord describes a running program as "pid N, uptime H:MM:SS".
         states += supervised_services(
-            run_directory(settings) / "supervisor.sock",
-            lambda info: str(info["description"]).split(", ", 1)[-1],
+            run_directory(settings) / "supervisor.sock", lambda info: _detail(settings, info)
         )
     return states
+
+
+def _detail(settings: Settings, info: dict[str, Any]) -> str:
+    # supervisord describes a running program as "pid N, uptime H:MM:SS".
+    detail = str(info["description"]).split(", ", 1)[-1]
+    if info["name"] == spark_connect.PROGRAM and info["statename"] == "RUNNING":
+        address = spark_connect.url(settings)
+        found = spark_connect.version(address)
+        answer = f"Spark {found}" if found else "not answering yet"
+        detail = f"{address} ({answer}), {detail}"
+    return detail
 
 
 def supervised_services(

@@ -20,6 +20,7 @@ import posixpath
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -36,7 +37,10 @@ from pyspark.sql.types import (
 
 from tripflow import records
 from tripflow.records import COLUMNS, HeaderError, Reason
-from tripflow.spark.session import build_session
+from tripflow.spark.session import build_session, functions_for
+
+if TYPE_CHECKING:
+    from tripflow.spark.session import AnySession
 
 TRUSTED_SCHEMA = StructType(
     [
@@ -517,8 +521,15 @@ def _count_by_file(frame: DataFrame) -> dict[int, int]:
 # --- the job ---------------------------------------------------------------------------------
 
 
-def run(spark: SparkSession, job: PreprocessJob) -> list[FileReport]:
-    """Preprocess one batch: write trusted and rejected Parquet and the report, return it."""
+def run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
+    """Preprocess one batch: write trusted and rejected Parquet and the report, return it.
+
+    `spark` is a session in this process or on a Spark Connect server."""
+    with functions_for(spark):
+        return _run(spark, job)
+
+
+def _run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
     text = spark.read.text([_readable_path(url) for url in job.files.values()])
     listed = text.inputFiles()
     # Fail fast, before any pass, if Spark would skip or swap one of the files.
@@ -602,17 +613,22 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
+def job_from_arguments(arguments: argparse.Namespace) -> PreprocessJob:
+    """Return the job a parsed command line describes."""
+    return PreprocessJob(
+        batch_id=arguments.batch_id,
+        files=dict(arguments.files),
+        trusted_url=arguments.trusted,
+        rejected_url=arguments.rejected,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job from the command line; return 0, or 1 after a one-line error."""
     arguments = parse_arguments(argv)
     spark: SparkSession | None = None
     try:
-        job = PreprocessJob(
-            batch_id=arguments.batch_id,
-            files=dict(arguments.files),
-            trusted_url=arguments.trusted,
-            rejected_url=arguments.rejected,
-        )
+        job = job_from_arguments(arguments)
         spark = build_session(arguments.master, app_name=f"tripflow-preprocess-{job.batch_id}")
         reports = run(spark, job)
     except Exception as error:
