@@ -18,7 +18,9 @@ after another:
 
 It prints each file's steps (landed -> claimed: the sensor and the DAG run starting;
 claimed -> processed: Spark; processed -> staged; staged -> published; published -> done:
-archive; done -> the API's answer) and, per runner, the first file after `tripflow up` and
+archive; done -> the API's answer), then when each Airflow task of the run started and
+ended (from Airflow's metadata database: the time inside tasks against the time between
+them, scheduling and task process start), and, per runner, the first file after `tripflow up` and
 the median of the later ones (the steady state of a stack that is already up: what a feed
 landing every hour sees), their ratio to the baseline's and to issue 11's 10 s target.
 
@@ -42,8 +44,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -53,6 +56,8 @@ from common import BENCH_HOME
 from tripflow.config import Settings, SparkRunnerMode
 from tripflow.generate import Order, generate_trips
 from tripflow.lake import LANDING, open_lake
+from tripflow.services.airflow import metadata_url
+from tripflow.warehouse.database import connect
 from tripflow.warehouse.ingestions import BatchFollower
 
 TRIPFLOW = str(Path(sys.executable).parent / "tripflow")
@@ -60,9 +65,13 @@ WORK = BENCH_HOME / "latency"
 TARGET_SECONDS = 10.0
 FIRST_DAY = datetime(2019, 1, 1)
 POLL_SECONDS = 0.1
-# The marks a batch passes, each timed from the one reached before it (the API may count
-# the trips before the archive step reports done), and what the time up to it is made of.
-STEPS = ("claimed", "processed", "staged", "published", "done", "queryable")
+DAG_ID = "tripdata-process"
+# After the API counts a file's trips, how long to wait for its batch's `done` (the archive)
+# before landing the next file, so one file's run never delays the next one's claim.
+DONE_WAIT_SECONDS = 120
+# The marks a batch passes (each timed from the one reached before it: the API may count
+# the trips before `published` arrives, and does before the archive reports `done`), and
+# what the time up to each is made of.
 STEP_NOTES = {
     "claimed": "sensor, DAG run",
     "processed": "Spark",
@@ -77,6 +86,15 @@ class LatencyError(RuntimeError):
     """A file did not become queryable."""
 
 
+@dataclass(frozen=True)
+class TaskRun:
+    """One Airflow task instance of the run that loaded a file, in seconds after landing."""
+
+    task: str
+    started: float
+    ended: float | None
+
+
 @dataclass
 class Landing:
     """When one landed file reached each step, in seconds after it landed."""
@@ -84,6 +102,23 @@ class Landing:
     rows: int
     bytes: int
     marks: dict[str, float] = field(default_factory=dict)
+    tasks: list[TaskRun] = field(default_factory=list)
+
+    def seconds_in_tasks(self) -> float:
+        """Seconds until queryable that some task of the run was running (not waiting for
+        the scheduler or a task process to start); the sensor counts from the landing."""
+        end = self.total
+        spans = sorted(
+            (max(task.started, 0.0), min(task.ended if task.ended is not None else end, end))
+            for task in self.tasks
+        )
+        covered, reached = 0.0, 0.0
+        for start, stop in spans:
+            start = max(start, reached)
+            if stop > start:
+                covered += stop - start
+                reached = stop
+        return covered
 
     @property
     def total(self) -> float:
@@ -98,6 +133,20 @@ class Landing:
             seconds[step] = moment - previous
             previous = moment
         return seconds
+
+    def phases(self) -> dict[str, float]:
+        """Seconds of the fixed phases the summary compares (the `published` notification
+        and the API's answer race, so both end one phase): landed -> claimed -> processed
+        -> staged -> queryable."""
+        bounds = [("claim", "claimed"), ("spark", "processed"), ("copy", "staged")]
+        phases: dict[str, float] = {}
+        previous = 0.0
+        for name, mark in bounds:
+            if mark in self.marks:
+                phases[name] = self.marks[mark] - previous
+                previous = self.marks[mark]
+        phases["publish+api"] = self.total - previous
+        return phases
 
     def labels(self) -> dict[str, str]:
         """Name each step by the marks it runs between."""
@@ -159,6 +208,29 @@ def api_trips(settings: Settings, start: datetime, end: datetime) -> int | None:
     return int(answer["trips"])
 
 
+def airflow_tasks(settings: Settings, landed_at: datetime) -> list[TaskRun]:
+    """Return the task instances of the DAG runs that claimed a batch after the landing, in
+    seconds after it (their sensor started before it)."""
+    url = metadata_url(settings).replace("postgresql+psycopg2://", "postgresql://", 1)
+    with closing(connect(url)) as conn:
+        rows = conn.execute(
+            "SELECT task_id, start_date, end_date FROM task_instance"
+            " WHERE dag_id = %(dag)s AND start_date IS NOT NULL AND run_id IN ("
+            "   SELECT run_id FROM task_instance WHERE dag_id = %(dag)s"
+            "   AND task_id = 'claim_batch' AND start_date >= %(landed)s)"
+            " ORDER BY start_date",
+            {"dag": DAG_ID, "landed": landed_at},
+        ).fetchall()
+
+    def after(moment: datetime) -> float:
+        return (moment - landed_at).total_seconds()
+
+    return [
+        TaskRun(str(task), after(start), None if end is None else after(end))
+        for task, start, end in rows
+    ]
+
+
 def land_and_follow(settings: Settings, path: Path, rows: int, day: datetime) -> Landing:
     """Land one file and return when each step was reached, until the API counts its trips."""
     lake = open_lake(settings)
@@ -167,8 +239,12 @@ def land_and_follow(settings: Settings, path: Path, rows: int, day: datetime) ->
     with BatchFollower(settings.database_dsn) as follower:
         landed_path = lake.put(path, LANDING)
         landed = time.perf_counter()
+        landed_at = datetime.now(UTC)
         batch: int | None = None
-        while "queryable" not in landing.marks:
+        done_by = float("inf")
+        while "queryable" not in landing.marks or (
+            "done" not in landing.marks and time.monotonic() < done_by
+        ):
             if time.monotonic() > deadline:
                 raise LatencyError(f"{landed_path} not queryable after 900 s: {landing.marks}")
             for note in follower.listener.notifies(timeout=POLL_SECONDS, stop_after=1):
@@ -183,8 +259,12 @@ def land_and_follow(settings: Settings, path: Path, rows: int, day: datetime) ->
                 if event.get("error"):
                     print(f"      batch {batch}: an attempt failed (retried): {event['error']}")
                 landing.marks.setdefault(str(event["status"]), time.perf_counter() - landed)
+            if "queryable" in landing.marks:
+                continue
             if api_trips(settings, day, day + timedelta(days=1)) == rows:
                 landing.marks["queryable"] = time.perf_counter() - landed
+                done_by = time.monotonic() + DONE_WAIT_SECONDS
+    landing.tasks = airflow_tasks(settings, landed_at)
     return landing
 
 
@@ -195,6 +275,16 @@ def print_landing(number: int, landing: Landing) -> None:
     for step, seconds in landing.steps().items():
         print(f"      {labels[step]:48s} {seconds:7.1f} s")
     print(f"      {'landed -> queryable':48s} {landing.total:7.1f} s")
+    if landing.tasks:
+        print("      Airflow tasks, seconds after landing (start .. end):")
+        for task in landing.tasks:
+            ended = "running" if task.ended is None else f"{task.ended:6.1f}"
+            print(f"        {task.task:24s} {task.started:6.1f} .. {ended}")
+        inside = landing.seconds_in_tasks()
+        print(
+            f"      until queryable: {inside:.1f} s inside tasks, "
+            f"{landing.total - inside:.1f} s between them (scheduling, task start)"
+        )
 
 
 def measure_runner(
@@ -258,7 +348,8 @@ def print_summary(results: dict[SparkRunnerMode, list[Landing]]) -> None:
     baseline = results[baseline_runner]
     print(
         f"  {'runner':8s} {'files':>5s} {'first s':>8s} {'steady s':>9s} "
-        f"{'vs ' + baseline_runner:>10s} {'/ 10 s':>7s}   median step seconds (later files)"
+        f"{'vs ' + baseline_runner:>10s} {'/ 10 s':>7s} {'in tasks':>8s} {'between':>8s}"
+        "   median seconds per phase (later files)"
     )
     for runner, landings in results.items():
         first = landings[0].total
@@ -266,17 +357,22 @@ def print_summary(results: dict[SparkRunnerMode, list[Landing]]) -> None:
         shown = later if later is not None else first
         base = steady(baseline) or baseline[0].total
         counted = landings[1:] or landings[:1]
-        # Steps every counted file reached (the API may count the trips before `done`).
-        steps = {
-            step: statistics.median(landing.steps()[step] for landing in counted)
-            for step in STEPS
-            if all(step in landing.marks for landing in counted)
+        # Phases every counted file reached.
+        phases = {
+            phase: statistics.median(landing.phases()[phase] for landing in counted)
+            for phase in counted[0].phases()
+            if all(phase in landing.phases() for landing in counted)
         }
-        detail = ", ".join(f"{step} {seconds:.1f}" for step, seconds in steps.items())
+        detail = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items())
+        inside = statistics.median(landing.seconds_in_tasks() for landing in counted)
+        between = statistics.median(
+            landing.total - landing.seconds_in_tasks() for landing in counted
+        )
         print(
             f"  {runner:8s} {len(landings):5d} {first:8.1f} "
             f"{'-' if later is None else f'{later:.1f}':>9s} "
-            f"{shown / base:9.2f}x {shown / TARGET_SECONDS:6.2f}x   {detail}"
+            f"{shown / base:9.2f}x {shown / TARGET_SECONDS:6.2f}x {inside:8.1f} {between:8.1f}"
+            f"   {detail}"
         )
     print(
         f"  (the ratio to {baseline_runner} and to the {TARGET_SECONDS:g} s target use the steady"
