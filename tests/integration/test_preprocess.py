@@ -244,6 +244,12 @@ def test_writes_the_report_as_json_lines_beside_the_trusted_rows(mixed: Batch) -
     assert [report.file_id for report in mixed.reports] == sorted(mixed.job.files)
 
 
+def test_keeps_nothing_cached_after_the_job(mixed: Batch, spark: SparkSession) -> None:
+    # A Spark Connect server runs job after job: a batch's kept rows must not stay behind.
+    assert mixed.reports
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
+
+
 def test_running_twice_gives_the_same_output(mixed: Batch, spark: SparkSession) -> None:
     lake = Path(mixed.job.trusted_url.removeprefix("file://")).parents[1]
     again = run_batch(spark, lake, mixed.job.files)

@@ -3,13 +3,19 @@
 Run it with `spark-submit src/tripflow/spark/preprocess.py --batch-id 1 --trusted URL
 --rejected URL --file 1=URL ...`, or import it and call `run(spark, job)`.
 
-The job reads its input three times, each time in parallel and never on the driver:
+The job reads its input twice, each time in parallel and never on the driver:
   1. an aggregation per (file, block) gives each block's first row id and line count (hence
      exact line numbers), each file's header, its blank lines and rows_read;
-  2. the trusted write (validate, de-duplicate, write Parquet);
-  3. the rejected write (validate, write the rejected rows).
+  2. every data line is numbered and validated once; the result is kept (memory, spilling to
+     disk) while the trusted rows (de-duplicated) and the rejected rows are written from it.
 Valid and rejected counts come from the file_id column of the Parquet just written, not from
 another pass over the CSV; duplicates are the rest of rows_read.
+
+Why not one read: the first pass only counts lines and keeps one line per block, ~1 s per
+million rows on a file in the page cache. Keeping the scanned lines for the second pass
+instead (so the CSV is read once) made the job slower on a 1M-row file (22.7-38.3 s against
+14.4-33.5 s, warm Spark Connect, 2 busy cores): building the copy costs more than reading the
+text again, and at ten million rows the copy no longer fits a 2 GB driver.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pyspark.sql.types import (
     StructType,
     TimestampNTZType,
 )
+from pyspark.storagelevel import StorageLevel
 
 from tripflow import records
 from tripflow.records import COLUMNS, HeaderError, Reason
@@ -350,6 +357,14 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
     return typed.withColumn("reason", reason).drop("wrong_field_count")
 
 
+def slim_valid_rows(classified: DataFrame) -> DataFrame:
+    """Drop the raw text and file URL of valid rows: only rejected rows are written with them."""
+    rejected = F.col("reason").isNotNull()
+    return classified.withColumns(
+        {"raw": F.when(rejected, F.col("raw")), "file": F.when(rejected, F.col("file"))}
+    )
+
+
 def select_trusted(classified: DataFrame) -> DataFrame:
     """Keep the valid rows once per trip_key (the first by file_id, line), in the trusted schema."""
     keyed = classified.where(F.col("reason").isNull()).withColumn(
@@ -551,11 +566,19 @@ def _run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
     sources = match_sources(job.files, [*listed, *(summary.source for summary in summaries)])
     plans = plan_files(job.files, sources, summaries)
     blocks = spark.createDataFrame(block_rows(plans), BLOCK_SCHEMA)
-    classified = classify_rows(number_lines(lines, blocks))
-
-    # Passes 2 and 3. Overwrite: a rerun replaces whatever a crashed run left behind.
-    select_trusted(classified).write.mode("overwrite").parquet(job.trusted_url)
-    select_rejected(classified).write.mode("overwrite").parquet(job.rejected_url)
+    # Pass 2: classified once, kept while both outputs are written from it (the rejected
+    # write then costs a filter of the kept rows, not another read and validation). Slim:
+    # most rows are valid and need neither their raw text nor their file's URL again.
+    classified = slim_valid_rows(classify_rows(number_lines(lines, blocks))).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        # Overwrite: a rerun replaces whatever a crashed run left behind.
+        select_trusted(classified).write.mode("overwrite").parquet(job.trusted_url)
+        select_rejected(classified).write.mode("overwrite").parquet(job.rejected_url)
+    finally:
+        # A Spark Connect server outlives the job: its memory must not keep the batch.
+        classified.unpersist()
 
     valid = _count_by_file(spark.read.parquet(job.trusted_url))
     rejected = _count_by_file(spark.read.parquet(job.rejected_url))
