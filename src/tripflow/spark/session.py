@@ -29,8 +29,6 @@ SQL_CONF = {
     # few files; AQE (on by default) still splits or coalesces partitions by measured size.
     "spark.sql.shuffle.partitions": "8",
 }
-# What PySpark reads to tell whether functions build Spark Connect columns.
-_CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
 # Settings of the application (the JVM), fixed when it starts.
 APPLICATION_CONF = {
     # Batch jobs have no one watching the UI; it costs a port and startup time.
@@ -38,6 +36,8 @@ APPLICATION_CONF = {
     # The console progress bar fills logs of non-interactive runs with carriage returns.
     "spark.ui.showConsoleProgress": "false",
 }
+# What PySpark reads to tell whether functions build Spark Connect columns.
+_CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
 
 
 def local_environment() -> dict[str, str]:
