@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, TriggerRule, task
+from airflow.sdk import DAG, task
 
 from tripflow.orchestration import tasks
 from tripflow.orchestration.sensors import LandingFilesSensor
@@ -25,17 +25,20 @@ active run starts the next run as soon as this one ends.
    skipped, and the next one starts waiting again.
 2. **claim_batch** resumes the oldest unfinished batch, or claims the waiting files as a new
    batch; with neither, the rest of the run is skipped.
-3. **spark_needed** lets Spark run only while the batch is still `claimed`.
-4. **validate_with_spark** runs the preprocess job: CSV to validated, de-duplicated Parquet
-   in `trusted/`, bad rows with reasons in `rejected/`. With `TRIPFLOW_SPARK_RUNNER=connect`
-   (the default) on the stack's warm Spark Connect server (`spark_connect_default`
-   connection), else, or when that server does not answer, with spark-submit
-   (`spark_default` connection). Its result says which ran.
-5. **record_spark_counts** stores the job's per-file counts (batch -> `processed`).
-6. **load_staging** copies the Parquet into `staging_tripdata` (-> `staged`).
-7. **publish_to_tripdata** merges staging into `tripdata` with PostGIS points in one
-   transaction (-> `published`).
-8. **archive_files** moves the files to `data/processed/tripdata/<batch>/` (-> `done`).
+3. **validate_with_spark** runs the preprocess job, unless the batch is past it (a resumed
+   run): CSV to validated, de-duplicated Parquet in `trusted/`, bad rows with reasons in
+   `rejected/`, then stores the job's per-file counts (batch -> `processed`). With
+   `TRIPFLOW_SPARK_RUNNER=connect` (the default) on the stack's warm Spark Connect server
+   (`spark_connect_default` connection), else, or when that server does not answer, with
+   spark-submit (`spark_default` connection). Its result says which ran.
+4. **publish_to_tripdata** copies the Parquet into `staging_tripdata` (-> `staged`), then
+   merges it into the week partitions of `tripdata` with PostGIS points in one transaction
+   (-> `published`): the trips are queryable from here.
+5. **archive_files** moves the files to `data/processed/tripdata/<batch>/` (-> `done`).
+
+Few tasks on purpose: each costs Airflow a process start and a scheduling round, which a
+small file's time from landing to queryable is made of; the steps inside a task are still
+recorded one by one on the batch (and pushed to listeners).
 
 Each step checks the batch's status first, so retries and reruns are safe: no row is
 loaded twice and no file is lost.
@@ -61,10 +64,6 @@ with DAG(
     # Only the files the sensor saw stop growing are claimed.
     claimed = task(task_id="claim_batch", multiple_outputs=True)(tasks.claim)(waiting.output)
     batch_id = claimed["batch_id"]
-    # Direct downstream (Spark) is skipped when not needed; later tasks keep their rules.
-    spark_needed = task.short_circuit(
-        task_id="spark_needed", ignore_downstream_trigger_rules=False
-    )(tasks.spark_needed)(claimed["run_spark"])
     # Connect or spark-submit is decided when the task runs (from TRIPFLOW_SPARK_RUNNER), so
     # parsing this file reads no settings.
     spark = task(
@@ -72,14 +71,8 @@ with DAG(
         # Each failed try counts on the batch, which is set aside after the last one.
         on_retry_callback=tasks.record_spark_failure,
         on_failure_callback=tasks.record_spark_failure,
-    )(tasks.run_spark)(claimed["application_args"])
-    counts = task(
-        task_id="record_spark_counts",
-        # Runs after Spark, or in its place when it was skipped; skipped with the claim.
-        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    )(tasks.record_counts)(batch_id)
-    staged = task(task_id="load_staging")(tasks.load_staging)(batch_id)
+    )(tasks.validate)(batch_id, claimed["application_args"])
     published = task(task_id="publish_to_tripdata")(tasks.publish)(batch_id)
     archived = task(task_id="archive_files")(tasks.archive)(batch_id)
 
-    spark_needed >> spark >> counts >> staged >> published >> archived
+    spark >> published >> archived

@@ -125,7 +125,11 @@ class Settings(BaseSettings):
         "moved to the lake's failed area (so it does not block newer files).",
     )
     sensor_poll_seconds: float = Field(
-        default=5.0, description="How often the DAG's sensor looks at the landing dir."
+        default=1.0,
+        gt=0,
+        description="How often the DAG's sensor looks at the landing dir; a file is taken "
+        "once its size held over two looks, so a small file waits one to two of these. "
+        "A listing per look: raise it for a lake that charges per request.",
     )
     hdfs_port: int = Field(
         default=8020, description="RPC port of the managed HDFS NameNode (loopback only)."

@@ -127,37 +127,20 @@ def test_dag_folder_loads_without_import_errors(report: dict[str, Any]) -> None:
 def test_tasks_run_in_the_designed_order(report: dict[str, Any]) -> None:
     downstream = {task_id: set(task["downstream"]) for task_id, task in report["tasks"].items()}
 
-    after_claim = {
-        "spark_needed",
-        "validate_with_spark",
-        "record_spark_counts",
-        "load_staging",
-        "publish_to_tripdata",
-        "archive_files",
-    }
     assert downstream == {
         "wait_for_files": {"claim_batch"},
         # Every step after the claim reads the batch id (or Spark's arguments) from it.
-        "claim_batch": after_claim,
-        "spark_needed": {"validate_with_spark"},
-        "validate_with_spark": {"record_spark_counts"},
-        "record_spark_counts": {"load_staging"},
-        "load_staging": {"publish_to_tripdata"},
+        "claim_batch": {"validate_with_spark", "publish_to_tripdata", "archive_files"},
+        "validate_with_spark": {"publish_to_tripdata"},
         "publish_to_tripdata": {"archive_files"},
         "archive_files": set(),
     }
 
 
-def test_counts_are_recorded_when_spark_ran_or_was_not_needed(report: dict[str, Any]) -> None:
-    tasks = report["tasks"]
-
-    assert tasks["spark_needed"]["type"] == "_ShortCircuitDecoratedOperator"
-    assert tasks["record_spark_counts"]["trigger_rule"] == "none_failed_min_one_success"
-    assert {
-        task_id: task["trigger_rule"]
-        for task_id, task in tasks.items()
-        if task_id != "record_spark_counts"
-    } == dict.fromkeys(set(tasks) - {"record_spark_counts"}, "all_success")
+def test_every_task_waits_for_the_success_of_the_one_before(report: dict[str, Any]) -> None:
+    assert {task_id: task["trigger_rule"] for task_id, task in report["tasks"].items()} == (
+        dict.fromkeys(report["tasks"], "all_success")
+    )
 
 
 def test_every_task_retries(report: dict[str, Any]) -> None:
@@ -177,7 +160,7 @@ def test_spark_task_runs_the_preprocess_job_and_records_its_failures(
     report: dict[str, Any],
 ) -> None:
     assert report["tasks"]["validate_with_spark"]["type"] == "_PythonDecoratedOperator"
-    assert report["spark"]["callable"] == "tripflow.orchestration.tasks.run_spark"
+    assert report["spark"]["callable"] == "tripflow.orchestration.tasks.validate"
     record = "tripflow.orchestration.tasks.record_spark_failure"
     assert report["spark"]["callbacks"] == [
         f"on_failure_callback:{record}",

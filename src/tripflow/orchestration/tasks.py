@@ -43,7 +43,7 @@ class SparkAlreadySubmitted:
 
         raise SparkJobError(
             f"batch {job.batch_id} has no Spark results recorded yet; "
-            "clear validate_with_spark and record_spark_counts to run them again"
+            "clear validate_with_spark to run them again"
         )
 
 
@@ -81,11 +81,7 @@ def claim(ready: list[str] | None = None) -> dict[str, Any]:
         status = ingestions.get_batch(conn, batch_id).status
         job = pipeline.build_job(conn, lake, batch_id)
     log.info("batch %d: %s, %d file(s)", batch_id, status, len(job.files))
-    return {
-        "batch_id": batch_id,
-        "application_args": pipeline.job_arguments(job),
-        "run_spark": status is Status.CLAIMED,
-    }
+    return {"batch_id": batch_id, "application_args": pipeline.job_arguments(job)}
 
 
 def record_spark_failure(context: Any) -> None:
@@ -103,8 +99,29 @@ def record_spark_failure(context: Any) -> None:
         )
 
 
-def run_spark(application_args: list[str]) -> dict[str, str]:
-    """Run the batch's Spark job and return how it ran: on the Spark Connect server when
+def validate(batch_id: int, application_args: list[str]) -> dict[str, str]:
+    """Run the batch's Spark job and record its per-file counts (batch -> processed); a
+    batch already past `claimed` (a resumed run) needs neither.
+
+    One task for both: each task costs Airflow a process start and a scheduling round,
+    seconds that a small file's time from landing to queryable is made of. A failure is
+    recorded on the batch by the task's failure callbacks."""
+    from tripflow import pipeline
+    from tripflow.warehouse import ingestions
+
+    with _entry_point() as (_settings, conn, _lake):
+        status = ingestions.get_batch(conn, batch_id).status
+    if status is not Status.CLAIMED:
+        log.info("batch %d: %s, Spark results already recorded", batch_id, status)
+        return {"runner": "none"}
+    ran = _run_spark_job(application_args)
+    with _entry_point() as (_settings, conn, lake):
+        pipeline.record_spark_results(conn, lake, batch_id)
+    return ran
+
+
+def _run_spark_job(application_args: list[str]) -> dict[str, str]:
+    """Run a batch's Spark job and return how it ran: on the Spark Connect server when
     TRIPFLOW_SPARK_RUNNER is connect and the server answers, else with spark-submit."""
     settings = Settings()
     if settings.spark_runner is SparkRunnerMode.CONNECT:
@@ -132,29 +149,6 @@ def run_spark(application_args: list[str]) -> dict[str, str]:
     )
     hook.submit(spark_application())
     return {"runner": "spark-submit"}
-
-
-def spark_needed(run_spark: bool) -> bool:
-    """Tell whether the batch still needs its Spark job (it has not passed `claimed`)."""
-    return run_spark
-
-
-def record_counts(batch_id: int) -> None:
-    """Record the counts the Spark job wrote and mark the batch processed, once."""
-    from tripflow import pipeline
-    from tripflow.warehouse import ingestions
-
-    with _entry_point() as (settings, conn, lake):
-        if ingestions.get_batch(conn, batch_id).status is not Status.CLAIMED:
-            log.info("batch %d: Spark results already recorded", batch_id)
-            return
-        try:
-            pipeline.record_spark_results(conn, lake, batch_id)
-        except Exception as error:
-            pipeline.fail_batch(
-                conn, lake, batch_id, f"spark: {error}", settings.max_batch_attempts
-            )
-            raise
 
 
 def _advance(batch_id: int, until: Status) -> None:
@@ -186,13 +180,9 @@ def _advance(batch_id: int, until: Status) -> None:
         raise AirflowFailException(f"batch {batch_id} was set aside as failed; see its error")
 
 
-def load_staging(batch_id: int) -> None:
-    """Load the batch's validated Parquet into the staging table."""
-    _advance(batch_id, Status.STAGED)
-
-
 def publish(batch_id: int) -> None:
-    """Publish the staged rows into `tripdata` in one transaction."""
+    """Copy the batch's validated Parquet into the staging table, then publish it into
+    `tripdata` in one transaction (two steps recorded on the batch, one task)."""
     _advance(batch_id, Status.PUBLISHED)
 
 
