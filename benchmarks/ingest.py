@@ -75,11 +75,12 @@ from common import (
     fresh_database,
     generated_csv,
     start_cluster,
+    warm_stack,
 )
 from psycopg import conninfo, sql
 
 from tripflow import pipeline
-from tripflow.config import Settings
+from tripflow.config import Settings, SparkRunnerMode
 from tripflow.generate import YEAR, Order, TimeSpan
 from tripflow.lake import LANDING, open_lake
 from tripflow.services.postgres import ManagedPostgres
@@ -212,16 +213,21 @@ class TripflowLoader:
 
     path = LoadPath.TRIPFLOW
 
-    def __init__(self, cluster: ManagedPostgres) -> None:
+    def __init__(self, cluster: ManagedPostgres, spark_runner: SparkRunnerMode) -> None:
         self.url = fresh_database(cluster, DATABASES[self.path], migrated=True)
         lake_dir = WORK / "lake"
         shutil.rmtree(lake_dir, ignore_errors=True)
         lake_dir.mkdir(parents=True)
         shutil.rmtree(WORK / "serving", ignore_errors=True)
         self.settings = bench_settings(
-            lake_url=f"file://{lake_dir}", database_url=self.url, serving_dir=WORK / "serving"
+            lake_url=f"file://{lake_dir}",
+            database_url=self.url,
+            serving_dir=WORK / "serving",
+            spark_runner=spark_runner,
         )
         self.lake = open_lake(self.settings)
+        # Replaced by the warm stack's runner in main() with TRIPFLOW_SPARK_RUNNER=connect.
+        self.runner: pipeline.SparkRunner = pipeline.SubmitRunner(self.settings)
 
     def load(self, scenario: Scenario, csvs: Sequence[Path], rows: int) -> Stages:
         """Land the files and run `pipeline.ingest` over them."""
@@ -241,7 +247,7 @@ class TripflowLoader:
                 touched = pipeline.ingest(
                     conn,
                     self.lake,
-                    pipeline.SubmitRunner(self.settings),
+                    self.runner,
                     timer,
                     serving=ServingCopy.from_settings(self.settings),
                 )
@@ -518,6 +524,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join((__doc__ or "").splitlines()[1:]),
     )
+    parser.add_argument(
+        "--spark-runner",
+        type=SparkRunnerMode,
+        choices=list(SparkRunnerMode),
+        default=SparkRunnerMode.CONNECT,
+        help="how tripflow's path runs Spark: connect (the stack's warm server, started "
+        "untimed, as `tripflow up` keeps it; default) or submit (spark-submit per batch)",
+    )
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the fresh load")
     parser.add_argument(
         "--increment", type=int, help="new rows of the incremental load (default rows // 10)"
@@ -573,13 +587,16 @@ def increment_span(rows: int, increment: int, days: float | None) -> TimeSpan:
 
 
 def build_loaders(
-    cluster: ManagedPostgres, settings: Settings, paths: Sequence[LoadPath]
+    cluster: ManagedPostgres,
+    settings: Settings,
+    paths: Sequence[LoadPath],
+    spark_runner: SparkRunnerMode,
 ) -> list[Loader]:
     """Create each selected path's fresh database and tables."""
     loaders: list[Loader] = []
     for path in paths:
         if path is LoadPath.TRIPFLOW:
-            loaders.append(TripflowLoader(cluster))
+            loaders.append(TripflowLoader(cluster, spark_runner))
         elif path is LoadPath.SEED:
             loaders.append(SeedLoader(cluster, settings.spark_driver_memory))
         else:
@@ -613,8 +630,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({', '.join(arguments.increment_order)}); paths "
         f"{', '.join(paths)}; benchmark home {BENCH_HOME}, port {settings.database_port}"
     )
+    tripflow_spark = (
+        "the stack's warm Spark Connect server"
+        if arguments.spark_runner is SparkRunnerMode.CONNECT
+        else "spark-submit per batch"
+    )
     print(
-        f"  tripflow: spark-submit --master {settings.spark_master} --driver-memory "
+        f"  tripflow: {tripflow_spark}, --master {settings.spark_master} --driver-memory "
         f"{settings.spark_driver_memory}; seed: SparkSession {SEED_MASTER}, driver memory "
         f"{settings.spark_driver_memory}, {JDBC_JAR}, JDBC append with default options; "
         "floor: COPY into an UNLOGGED table"
@@ -640,8 +662,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[Scenario, dict[LoadPath, Stages]] = {}
     counts: dict[Scenario, dict[LoadPath, int]] = {}
     equal = True
+    warm = ExitStack()
     try:
-        loaders = build_loaders(cluster, settings, paths)
+        loaders = build_loaders(cluster, settings, paths, arguments.spark_runner)
+        for loader in loaders:
+            if isinstance(loader, TripflowLoader):
+                loader.runner, _ = warm.enter_context(warm_stack(loader.settings))
         settle(cluster, None)
         for scenario, csvs, new_rows, expected in loads:
             print(f"\n{scenario}: {new_rows:,} rows ({', '.join(csv.name for csv in csvs)})")
@@ -662,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(results, counts)
         print_order_ratio(results, rows)
     finally:
+        warm.close()
         if arguments.keep:
             print(f"\nkept databases {', '.join(DATABASES[path] for path in paths)} and {WORK}")
         else:

@@ -2,7 +2,9 @@
 
 Generates `--files` CSV files, each just before its batch, and moves each into the lake's
 landing directory when complete, then ingests them one batch per file with the library
-calls the CLI and the DAG use (spark-submit, COPY, publish, archive). `--order time` (the
+calls the CLI and the DAG use (Spark on the stack's warm Connect server, COPY, publish,
+archive), while the stack's API is asked questions twice a second (every answer counted by
+status: the target is no 503). `--order time` (the
 default) makes the files follow each other in time, the way a feed arrives: file k holds
 the k-th of `--files` equal spans of 2018; `--order spread` spreads every file over the
 whole year (each batch touches every week: the worst case for a table partitioned by time).
@@ -50,6 +52,7 @@ from common import (
     fresh_database,
     generated_csv,
     start_cluster,
+    warm_stack,
 )
 
 from tripflow import pipeline
@@ -89,14 +92,67 @@ class MemoryWatch:
 
 
 def sizes(conn: Any) -> dict[str, int]:
-    """Bytes of tripdata (heap), each of its indexes and the summary."""
-    rows = conn.execute(
-        "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
-        " AND (c.relname LIKE 'tripdata%' OR c.relname LIKE 'trip_week_summary%')"
-    ).fetchall()
-    return {name: int(size) for name, size in rows}
+    """Bytes of tripdata's heap and indexes (over its week partitions), its partitions, and
+    the summary's bytes."""
+    row = conn.execute(
+        "SELECT coalesce(sum(table_bytes), 0), coalesce(sum(index_bytes), 0), count(*),"
+        " pg_total_relation_size('trip_week_summary') FROM tripdata_partitions"
+    ).fetchone()
+    table, indexes, partitions, summary = row
+    return {
+        "tripdata": int(table),
+        "tripdata_indexes": int(indexes),
+        "partitions": int(partitions),
+        "trip_week_summary": int(summary),
+    }
+
+
+class ApiWatch(threading.Thread):
+    """Ask the stack's API a rotating set of questions twice a second for the whole run and
+    count the answers by HTTP status: the run's target is no 503 (or any error) at all."""
+
+    QUESTIONS = (
+        "/weekly-average?bbox=14.2,49.9,14.7,50.2",
+        "/weekly-average?region=Prague",
+        "/weekly-average?bbox=7.6,45.0,7.7,45.1&match=either",
+        "/weekly-average?bbox=14.40,50.05,14.45,50.10&from=2018-03-01&to=2018-06-01",
+        "/regions",
+    )
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(daemon=True)
+        self.base_url = base_url
+        self.statuses: dict[int, int] = {}
+        self.slowest = 0.0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        for path in itertools.cycle(self.QUESTIONS):
+            if self.stopped.wait(0.5):
+                return
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.base_url + path, timeout=30) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError:
+                status = 0  # no answer at all
+            self.slowest = max(self.slowest, time.perf_counter() - started)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def describe(self) -> str:
+        """Say how the API answered."""
+        asked = sum(self.statuses.values())
+        failed = asked - self.statuses.get(200, 0)
+        statuses = dict(sorted(self.statuses.items()))
+        return (
+            f"API during the run: {asked:,} questions, statuses {statuses}"
+            f" (0: no answer), {failed} not answered 200, slowest {self.slowest * 1000:.0f} ms"
+        )
 
 
 # Issue 11: generate + ingest of the whole 100M run, time-ordered, within 45 minutes.
@@ -239,7 +295,13 @@ def main() -> None:
     print(header)
     totals: dict[str, float] = {}
     run_seconds = 0.0
-    with MemoryWatch() as memory, closing(connect(url)) as conn:
+    with (
+        MemoryWatch() as memory,
+        closing(connect(url)) as conn,
+        warm_stack(settings) as (runner, stack_settings),
+    ):
+        api = ApiWatch(f"http://127.0.0.1:{stack_settings.api_port}")
+        api.start()
         for number, batch in enumerate(planned, start=1):
             file_rows = batch.rows
             if number <= done:
@@ -264,7 +326,7 @@ def main() -> None:
             batch_ids = pipeline.ingest(
                 conn,
                 lake,
-                pipeline.SubmitRunner(settings),
+                runner,
                 on_step,
                 max_attempts=1,
                 serving=ServingCopy.from_settings(settings),
@@ -301,13 +363,12 @@ def main() -> None:
                 "disk_free": shutil.disk_usage(BENCH_HOME).free,
                 "peak_used_memory": memory.peak_bytes,
                 "peak_child_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                "api_statuses": dict(api.statuses),
             }
             with results.open("a") as output:
                 output.write(json.dumps(record) + "\n")
-            table = relation_sizes.get("tripdata", 0)
-            indexes = sum(
-                size for key, size in relation_sizes.items() if key.endswith(("idx", "pkey"))
-            )
+            table = relation_sizes["tripdata"]
+            indexes = relation_sizes["tripdata_indexes"]
             totals[batch.label] = total
             if number == arguments.files:
                 run_seconds = time.perf_counter() - run_started
@@ -323,9 +384,12 @@ def main() -> None:
             f"  generated {generated_bytes / 2**30:.1f} GiB of CSV in {generated_seconds:.0f} s "
             f"({generated_rows / max(generated_seconds, 1e-9):,.0f} rows/s)"
         )
+        api.stopped.set()
+        api.join()
+        print(f"  {api.describe()}")
         print(
             f"  peak memory used on the machine: {memory.peak_bytes / 2**30:.1f} GiB; "
-            f"largest child (spark-submit JVM) RSS: "
+            f"largest child process RSS: "
             f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.1f} GiB"
         )
     with closing(connect(url, autocommit=True)) as conn:
