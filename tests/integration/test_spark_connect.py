@@ -15,6 +15,8 @@ def test_stack_supervises_a_spark_connect_server_that_answers(connect_stack: Set
     assert server.state == "RUNNING"
     assert server.detail.startswith(f"{spark_connect.url(connect_stack)} (Spark 4.2.0)")
     assert spark_connect.healthy(connect_stack)
+    # `up` ran the job once on the new server (its warm-up) and left no scratch behind.
+    assert not (stack.run_directory(connect_stack) / "spark-warm-up").exists()
 
 
 def test_ingest_runs_on_the_server_when_it_answers_else_with_spark_submit(

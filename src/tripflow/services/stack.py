@@ -306,6 +306,13 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
             timeout,
             f"the Spark Connect server on {spark_connect.url(settings)}",
         )
+        from tripflow import pipeline
+
+        # Before the DAG listens: the first file then finds the server's job compiled.
+        pipeline.warm_up(
+            pipeline.ConnectRunner(spark_connect.url(settings)),
+            run_directory(settings) / "spark-warm-up",
+        )
     if with_airflow:
         wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
         unpause_dag(settings, timeout)
