@@ -211,7 +211,12 @@ class Settings(BaseSettings):
         """Return the database's data directory when it is on this host, else None."""
         if self.database_data_dir is not None:
             return self.database_data_dir.expanduser().resolve()
-        return self.home_dir / "postgres" / "data" if self.manages_database else None
+        return self.managed_database_dir / "data" if self.manages_database else None
+
+    @property
+    def managed_database_dir(self) -> Path:
+        """Return the directory of the PostgreSQL cluster tripflow manages."""
+        return self.home_dir / "postgres"
 
     @property
     def manages_database(self) -> bool:

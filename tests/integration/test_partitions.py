@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from yoyo import get_backend, read_migrations
 
 from tests.integration.trips import key_uuid, sample, stage, stage_and_publish
 from tripflow import answers
@@ -25,7 +24,7 @@ from tripflow.config import Settings
 from tripflow.records import Trip
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse import publish
-from tripflow.warehouse.database import _yoyo_url, connect, migrate
+from tripflow.warehouse.database import connect, migrate
 from tripflow.warehouse.ingestions import Status, get_batch
 from tripflow.warehouse.publish import DiskBudget, NotEnoughDisk, PartitionPath, publish_batch
 from tripflow.weeks import AreaQuery, BBox
@@ -233,13 +232,7 @@ def test_the_migration_from_the_unpartitioned_table_keeps_every_trip(
     postgres_cluster: ManagedPostgres,
 ) -> None:
     url = postgres_cluster.create_database("migration_from_0004")
-    backend = get_backend(_yoyo_url(url))
-    try:
-        migrations = read_migrations(str(Path(publish.__file__).parent / "migrations"))
-        with backend.lock():
-            backend.apply_migrations(migrations.filter(lambda migration: migration.id < "0005"))
-    finally:
-        backend.connection.close()
+    migrate(url, before="0005")
     trips = distinct(sample(1200, seed=71) + BORDER_TRIPS)
     columns = (
         "trip_key, region, ST_AsEWKT(origin_coord), ST_AsEWKT(destination_coord), datetime,"

@@ -73,7 +73,7 @@ class ManagedPostgres:
     """A PostgreSQL cluster under `<home>/postgres`, listening on loopback only."""
 
     def __init__(self, settings: Settings) -> None:
-        self.directory = settings.home_dir / "postgres"
+        self.directory = settings.managed_database_dir
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
         self.password_file = self.directory / "password"

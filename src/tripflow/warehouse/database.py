@@ -20,12 +20,15 @@ def _yoyo_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme in {"postgresql", "postgres"} else url
 
 
-def migrate(url: str) -> list[str]:
-    """Apply the migrations not yet applied, in order; return their ids."""
+def migrate(url: str, *, before: str | None = None) -> list[str]:
+    """Apply the migrations not yet applied, in order (with `before`, only those whose id
+    sorts before it: a database of an earlier schema, for tests); return their ids."""
     directory = Path(str(resources.files("tripflow.warehouse") / "migrations"))
     backend = get_backend(_yoyo_url(url))
     try:
         migrations = read_migrations(str(directory))
+        if before is not None:
+            migrations = migrations.filter(lambda migration: migration.id < before)
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)

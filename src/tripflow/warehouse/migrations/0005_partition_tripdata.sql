@@ -18,17 +18,8 @@
 
 ALTER TABLE tripdata RENAME TO tripdata_unpartitioned;
 
-CREATE TABLE tripdata (
-    trip_key           uuid NOT NULL,
-    region             text NOT NULL,
-    origin_coord       geometry(Point, 4326) NOT NULL,
-    destination_coord  geometry(Point, 4326) NOT NULL,
-    datetime           timestamp without time zone NOT NULL,
-    datasource         text NOT NULL,
-    batch_id           bigint NOT NULL,
-    file_id            bigint NOT NULL,
-    loaded_at          timestamptz NOT NULL DEFAULT now()
-) PARTITION BY RANGE (datetime);
+-- The same columns, NOT NULLs and defaults as before.
+CREATE TABLE tripdata (LIKE tripdata_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (datetime);
 
 -- The name of the partition holding the week that starts on a Monday: tripdata_20240115.
 CREATE FUNCTION tripdata_partition_name(monday date) RETURNS text
