@@ -138,7 +138,7 @@ TIME_ORDERED_TARGET_SECONDS = 30.0
 # Stage names of tripflow's pipeline steps, keyed by the on_step step name.
 STEP_STAGES = {
     "claimed": "claim (checksum, bookkeeping)",
-    "spark": "spark (spark-submit: CSV->Parquet)",
+    "spark": "spark (CSV->Parquet)",
     "staging": "staging (Parquet -> COPY)",
     "publish": "publish (INSERT ... ON CONFLICT)",
     "archive": "archive (move the file)",
