@@ -98,6 +98,8 @@ BLOCK_SCHEMA = StructType(
 # Joins the natural key's parts before hashing: a control character no trip text contains.
 KEY_SEPARATOR = "\u001f"
 EMPTY_FILE_ERROR = "empty file: no header line"
+# The Monday a trip's week starts on (Spark's date_trunc('week') is ISO, as PostgreSQL's).
+_WEEK = "_week"
 
 # Every character Python's str.strip() removes (records.py trims with str.strip(); Spark's
 # trim() only removes spaces). All of them lie in the BMP. Trimmed as a set with btrim, which
@@ -386,9 +388,34 @@ def select_trusted(classified: DataFrame) -> DataFrame:
     # is told by its file alone, and the lowest file_id is the first copy. A hash
     # aggregation on the values finds it without sorting the batch (10% faster than a
     # row_number window over the key, same rows: measured on 2M rows).
+    #
+    # The rows are shuffled by trip week for it (the week depends on the values only, so
+    # the aggregation needs no second shuffle), and each task then sorts its weeks into
+    # PLACE_ORDER: every week of the batch lies in one output file, in the order publish
+    # stores it. PostgreSQL then takes the staged rows as they come instead of sorting the
+    # batch itself (its sort was 6 s of an 11.6 s INSERT of 2M trips).
     values = [item.name for item in TRUSTED_SCHEMA.fields if item.name != "file_id"]
-    kept = keyed.groupBy(*values).agg(F.min("file_id").alias("file_id"))
+    kept = (
+        keyed.withColumn(_WEEK, F.date_trunc("week", F.col("datetime")))
+        .repartition(_WEEK)
+        .groupBy(_WEEK, *values)
+        .agg(F.min("file_id").alias("file_id"))
+        .sortWithinPartitions(*place_order())
+    )
     return kept.select(*(F.col(item.name).cast(item.dataType) for item in TRUSTED_SCHEMA.fields))
+
+
+def place_order() -> list[Column]:
+    """The order publish stores a batch's trips in: week by week (one partition after the
+    other), then by place: west-to-east runs along bands of 0.005 degrees of origin latitude
+    (about 550 m), by region first. A box then reads a few runs of neighbouring pages per
+    batch instead of one page per trip."""
+    return [
+        F.col(_WEEK),
+        F.col("region"),
+        F.floor(F.col("origin_lat") * 200),
+        F.col("origin_lon"),
+    ]
 
 
 def select_rejected(classified: DataFrame) -> DataFrame:

@@ -35,6 +35,9 @@ _ROWS_PER_CHUNK = 200_000
 def load_staging(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, trusted_dir: str) -> int:
     """Replace the batch's rows in staging with its trusted Parquet; return the row count.
 
+    Rows go in as the job wrote them (files by name, each from its start): the place order
+    publish stores them in.
+
     Arrow reads the Parquet and writes CSV in C++, and COPY takes it in: no Python per row.
     The delete and the copy share one transaction, so a rerun never doubles rows."""
     dataset = pads.dataset(lake.full_path(trusted_dir), filesystem=lake.fs, format="parquet")

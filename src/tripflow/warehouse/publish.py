@@ -179,11 +179,14 @@ def _publish(
             disk.available() if disk is not None else None,
         )
         log.info("batch %s: %s", batch_id, describe_steps(steps))
-        # The statement sorts the whole batch into place order and hashes the stored keys
-        # of rebuilt partitions: bulk work, so it gets the bulk budget for this transaction
-        # only. With the 64 MB default a publish of 10M into 30M ran 16+ minutes before it
-        # was stopped; with this it took 371 s (the two were not split further).
+        # The statement hashes the stored keys of rebuilt partitions and groups the batch
+        # for the summary: bulk work, so it gets the bulk budget for this transaction only.
+        # With the 64 MB default a publish of 10M into 30M ran 16+ minutes before it was
+        # stopped; with this it took 371 s (the two were not split further).
         conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
+        # Staged rows are read in the order they were staged (the job's place order); a
+        # scan joining one already running on a large staging table would start midway.
+        conn.execute("SET LOCAL synchronize_seqscans = off")
         if serving is not None:
             _begin_segment(serving, batch_id)
         rebuilt = _prepare_partitions(conn, steps)
