@@ -84,7 +84,7 @@ def warm_stack(settings: Settings) -> Iterator[tuple[pipeline.SparkRunner, Setti
     url = spark_connect.url(stack_settings)
     print(
         f"  (untimed: the stack's API and Spark Connect server ({url}, master "
-        f"{settings.spark_master}, driver {settings.spark_driver_memory}) answered after "
+        f"{settings.spark_master}, driver {settings.driver_memory}) answered after "
         f"{time.perf_counter() - started:.1f} s)"
     )
     try:

@@ -598,7 +598,7 @@ def build_loaders(
         if path is LoadPath.TRIPFLOW:
             loaders.append(TripflowLoader(cluster, spark_runner))
         elif path is LoadPath.SEED:
-            loaders.append(SeedLoader(cluster, settings.spark_driver_memory))
+            loaders.append(SeedLoader(cluster, settings.driver_memory))
         else:
             loaders.append(FloorLoader(cluster))
     return loaders
@@ -637,8 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"  tripflow: {tripflow_spark}, --master {settings.spark_master} --driver-memory "
-        f"{settings.spark_driver_memory}; seed: SparkSession {SEED_MASTER}, driver memory "
-        f"{settings.spark_driver_memory}, {JDBC_JAR}, JDBC append with default options; "
+        f"{settings.driver_memory}; seed: SparkSession {SEED_MASTER}, driver memory "
+        f"{settings.driver_memory}, {JDBC_JAR}, JDBC append with default options; "
         "floor: COPY into an UNLOGGED table"
     )
     fresh_csvs = generated_csv(rows, arguments.seed, files=max(1, rows // ROWS_PER_FILE))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +18,17 @@ class SparkRunnerMode(StrEnum):
     CONNECT = "connect"
     # A spark-submit application per batch (a cluster's own scheduling of each job).
     SUBMIT = "submit"
+
+
+def default_spark_memory() -> str:
+    """A sixth of the machine's memory (to 512 MiB), between 1 GiB and 8 GiB, in Spark's units.
+
+    At 2g, the final stage of a 10M-row batch (de-duplication and sort) spilled 3.7-5.2 GB
+    and took 53-61 s instead of 37 s at 4g (docs/benchmarks.md); a sixth leaves the managed
+    PostgreSQL its quarter, Airflow and the page cache the rest."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    sixth = round(total / 6 / 2**29) * 512  # MiB, to the nearest 512
+    return f"{max(1024, min(8192, sixth))}m"
 
 
 class Settings(BaseSettings):
@@ -42,8 +54,10 @@ class Settings(BaseSettings):
         default=55432, description="Port of the managed PostgreSQL cluster (loopback only)."
     )
     spark_master: str = Field(default="local[*]", description="Spark master URL.")
-    spark_driver_memory: str = Field(
-        default="2g", description="Memory of the Spark driver (the executor too in local mode)."
+    spark_driver_memory: str | None = Field(
+        default=None,
+        description="Memory of the Spark driver (the executor too in local mode), e.g. 4g. "
+        "Default: a sixth of the machine's memory, between 1g and 8g.",
     )
     spark_runner: SparkRunnerMode = Field(
         default=SparkRunnerMode.CONNECT,
@@ -172,6 +186,11 @@ class Settings(BaseSettings):
     def serving_dir_path(self) -> Path:
         """Return the absolute directory of the serving copy."""
         return (self.serving_dir or self.home_dir / "serving").expanduser().resolve()
+
+    @property
+    def driver_memory(self) -> str:
+        """Return the Spark driver's memory: the setting, or a sixth of the machine's."""
+        return self.spark_driver_memory or default_spark_memory()
 
     @property
     def lake_root(self) -> str:

@@ -60,7 +60,7 @@ class SubmitRunner:
             "--master",
             self.settings.spark_master,
             "--driver-memory",
-            self.settings.spark_driver_memory,
+            self.settings.driver_memory,
             "--conf",
             "spark.ui.enabled=false",
             job_application(),

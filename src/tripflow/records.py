@@ -6,6 +6,7 @@ The Spark job applies the same rules with Spark expressions built from the const
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,14 +25,30 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_LON, MAX_LON = -180.0, 180.0
 MIN_LAT, MAX_LAT = -90.0, 90.0
 
+# The most characters a region or datasource may have (after trimming). Both are indexed by
+# PostgreSQL's btree, whose entries must fit a third of a page (2,704 bytes): 256 characters
+# of up to 4 bytes each leave room for the other key columns.
+MAX_TEXT_LENGTH = 256
+# Control characters (C0, DEL, C1) inside a region or datasource: PostgreSQL's text cannot
+# hold NUL, and none of them belongs in a name (trip keys join their parts with U+001F).
+# Written to mean the same to Python's re and Java's regex.
+CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
+QUOTE = '"'
+
 # ASCII: Java regex classes (\s, \d) match ASCII only; Python must agree with Spark.
 _POINT = re.compile(POINT_PATTERN.replace("^(?i)", "^"), re.IGNORECASE | re.ASCII)
 _DATETIME = re.compile(DATETIME_PATTERN, re.ASCII)
+_CONTROL = re.compile(CONTROL_PATTERN)
 
 
 class Reason(StrEnum):
     """Why a row was rejected; the first rule a row breaks, in this order, is its reason."""
 
+    # The line's bytes are not UTF-8: whatever it says cannot be read for sure.
+    INVALID_UTF8 = "invalid_utf8"
+    # An odd number of double quotes: a quoted field is left open, as when a field holding a
+    # line break was split into two lines (a field cannot span lines in a trip file).
+    UNBALANCED_QUOTES = "unbalanced_quotes"
     WRONG_FIELD_COUNT = "wrong_field_count"
     EMPTY_REGION = "empty_region"
     BAD_ORIGIN_COORD = "bad_origin_coord"
@@ -40,6 +57,10 @@ class Reason(StrEnum):
     DESTINATION_OUT_OF_RANGE = "destination_out_of_range"
     BAD_DATETIME = "bad_datetime"
     EMPTY_DATASOURCE = "empty_datasource"
+    # A region or datasource holding a control character (CONTROL_PATTERN).
+    CONTROL_CHARACTER = "control_character"
+    # A region or datasource longer than MAX_TEXT_LENGTH characters.
+    TEXT_TOO_LONG = "text_too_long"
 
 
 class HeaderError(ValueError):
@@ -104,6 +125,25 @@ def parse_datetime(text: str) -> datetime | None:
         return None
 
 
+def check_line(line: bytes | str, positions: dict[str, int]) -> Trip | Reason:
+    """Apply the contract to one data line of a file (without its line break), as the Spark
+    job reads it: UTF-8, balanced quotes, then the CSV fields (check_row)."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return Reason.INVALID_UTF8
+    if line.count(QUOTE) % 2:
+        return Reason.UNBALANCED_QUOTES
+    # A field as long as the whole line must parse (csv caps fields at 128 KiB by default).
+    limit = csv.field_size_limit(max(csv.field_size_limit(), len(line) + 1))
+    try:
+        fields = next(csv.reader([line]), [])
+    finally:
+        csv.field_size_limit(limit)
+    return check_row(fields, positions)
+
+
 def check_row(fields: Sequence[str], positions: dict[str, int]) -> Trip | Reason:
     """Apply the contract to one row's fields: the typed trip, or the reason it is rejected."""
     if len(fields) != len(COLUMNS):
@@ -127,4 +167,8 @@ def check_row(fields: Sequence[str], positions: dict[str, int]) -> Trip | Reason
     datasource = fields[positions["datasource"]].strip()
     if not datasource:
         return Reason.EMPTY_DATASOURCE
+    if _CONTROL.search(region) or _CONTROL.search(datasource):
+        return Reason.CONTROL_CHARACTER
+    if max(len(region), len(datasource)) > MAX_TEXT_LENGTH:
+        return Reason.TEXT_TOO_LONG
     return Trip(region, *origin, *destination, moment, datasource)

@@ -13,11 +13,13 @@ import psycopg
 import pyarrow.dataset as pads
 import pytest
 
+from tests import hostile
 from tests.conftest import SAMPLE
 from tripflow import pipeline
 from tripflow.config import Settings
 from tripflow.generate import generate_trips
 from tripflow.lake import LANDING, Lake
+from tripflow.records import Trip, check_line
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.database import connect
 from tripflow.warehouse.load import load_staging
@@ -170,6 +172,30 @@ def test_rejects_bad_rows_with_reasons_and_counts_add_up(
     assert {row["raw"] for row in rejected if row["line"] == 6} == {
         "Prague,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40"
     }
+
+
+def test_hostile_lines_are_rejected_and_the_good_ones_load(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner, tmp_path: Path
+) -> None:
+    # Before the contract rejected them, one NUL byte or one name too long for the btree
+    # failed the whole batch at COPY or publish, good rows included.
+    lines = [*hostile.GOOD, *hostile.HOSTILE.values()]
+    path = tmp_path / "hostile.csv"
+    path.write_bytes(hostile.file_bytes(lines))
+    lake.put(path, LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    summary = batch_row(conn, batch_id)
+    assert summary["status"] == "done"
+    assert counts(summary) == (len(lines), len(hostile.GOOD), len(hostile.HOSTILE), 0)
+    stored = {
+        row[0]
+        for row in conn.execute("SELECT region FROM tripdata WHERE batch_id = %s", (batch_id,))
+    }
+    conn.commit()
+    expected = {check_line(item, hostile.POSITIONS) for item in hostile.GOOD}
+    assert stored == {trip.region for trip in expected if isinstance(trip, Trip)}
 
 
 def test_rejects_a_file_with_a_wrong_header_whole_and_loads_the_others(

@@ -17,8 +17,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from tests import hostile
 from tripflow.pipeline import ConnectRunner
-from tripflow.records import COLUMNS, Reason, Trip, check_header, check_row
+from tripflow.records import COLUMNS, Reason, Trip, check_header, check_line, check_row
 from tripflow.spark.preprocess import (
     BLOCK_SCHEMA,
     REJECTED_SCHEMA,
@@ -175,7 +176,13 @@ def test_rejects_each_broken_rule_with_its_reason_line_and_raw_text(mixed: Batch
     assert rejected == {
         line: (raw, reason.value, expected_file) for line, (raw, reason) in REJECTED_ROWS.items()
     }
-    assert {reason for _, reason in REJECTED_ROWS.values()} == set(Reason)
+    # The reasons of broken bytes, quoting and names are the hostile-lines test's.
+    assert {reason for _, reason in REJECTED_ROWS.values()} == set(Reason) - {
+        Reason.INVALID_UTF8,
+        Reason.UNBALANCED_QUOTES,
+        Reason.CONTROL_CHARACTER,
+        Reason.TEXT_TOO_LONG,
+    }
 
 
 def test_reads_columns_in_the_order_of_each_files_header(mixed: Batch) -> None:
@@ -379,6 +386,18 @@ TRICKY_ROWS = [
     ",nowhere,nowhere,never,",
     "a\\,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
     " x ,POINT (1 2),POINT (3 4),2018-05-28 09:03:40, y ",
+    "Old\x00Town,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
+    "\x00,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
+    "Old\u0085Town,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
+    "\u0085Town\u0085,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
+    "Town,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x\u009f",
+    'Old Town",POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x',
+    '"Old"" Town",POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x',
+    '"Old Town,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,"x"',
+    "R" * 256 + ",POINT (1 2),POINT (3 4),2018-05-28 09:03:40," + "\U0001f68b" * 256,
+    "R" * 257 + ",POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x",
+    "R" * 257 + ",POINT (1 2),POINT (3 4),2018-05-28 09:03:40,\x01",
+    "Brno,POINT (1 2),POINT (3 4),2018-05-28 09:03:40," + "\U0001f68b" * 257,
 ]
 
 
@@ -395,7 +414,7 @@ def test_matches_the_plain_python_contract_on_tricky_rows(spark: SparkSession) -
     outcomes = {row["line"]: row.asDict() for row in classify_rows(numbered).collect()}
 
     for line, raw in enumerate(TRICKY_ROWS, start=2):
-        expected = check_row(next(csv.reader([raw])), positions)
+        expected = check_line(raw, positions)
         got = outcomes[line]
         if isinstance(expected, Reason):
             assert got["reason"] == expected.value, raw
@@ -467,3 +486,45 @@ def test_runs_under_spark_submit(tmp_path: Path) -> None:
         "rows_duplicate": 0,
         "header_error": None,
     }
+
+
+def test_rejects_hostile_lines_with_reasons_and_keeps_the_good_ones(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # Good and hostile lines alternate, so each bad line sits between good ones.
+    lines = []
+    for good, bad in zip(hostile.GOOD * 3, hostile.HOSTILE.values(), strict=False):
+        lines += [good, bad]
+    lines += hostile.GOOD
+    path = tmp_path / "hostile.csv"
+    path.write_bytes(hostile.file_bytes(lines))
+
+    batch = run_batch(spark, tmp_path / "lake", {1: f"file://{path}"})
+
+    expected = {
+        number: check_line(item, hostile.POSITIONS) for number, item in enumerate(lines, start=2)
+    }
+    rejected = {number: why.value for number, why in expected.items() if isinstance(why, Reason)}
+    assert {row["line"]: row["reason"] for row in batch.rejected} == rejected
+    assert set(rejected.values()) == {
+        Reason.INVALID_UTF8.value,
+        Reason.UNBALANCED_QUOTES.value,
+        Reason.CONTROL_CHARACTER.value,
+        Reason.TEXT_TOO_LONG.value,
+    }
+    trips = {trip for trip in expected.values() if isinstance(trip, Trip)}
+    assert len(trips) == len(hostile.GOOD)
+    assert {as_trip(row) for row in batch.trusted} == trips
+    report = report_of(batch, 1)
+    assert (report.rows_read, report.rows_valid, report.rows_rejected) == (
+        len(lines),
+        len(trips),
+        len(hostile.HOSTILE),
+    )
+    # Rejected lines are kept as text a reader can open: bad bytes replaced, the rest as is.
+    raws = {row["line"]: row["raw"] for row in batch.rejected}
+    for number, item in enumerate(lines, start=2):
+        if number in raws:
+            assert raws[number] == item.decode("utf-8", "replace") or (
+                rejected[number] == Reason.INVALID_UTF8.value and "\ufffd" in raws[number]
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -43,3 +44,16 @@ def test_an_external_database_url_turns_off_the_managed_cluster() -> None:
     settings = Settings(_env_file=None, database_url="postgresql://u:p@db:5432/trips")
     assert not settings.manages_database
     assert settings.database_dsn == "postgresql://u:p@db:5432/trips"
+
+
+def test_spark_memory_defaults_to_a_sixth_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIPFLOW_SPARK_DRIVER_MEMORY", raising=False)
+    total_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    chosen = Settings(_env_file=None).driver_memory
+    assert re.fullmatch(r"\d+m", chosen), chosen
+    mib = int(chosen[:-1])
+    assert mib % 512 == 0
+    assert 1024 <= mib <= 8192
+    assert mib == 1024 or mib == 8192 or abs(mib - total_mib / 6) <= 256
+    monkeypatch.setenv("TRIPFLOW_SPARK_DRIVER_MEMORY", "3g")
+    assert Settings(_env_file=None).driver_memory == "3g"

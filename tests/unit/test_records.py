@@ -6,7 +6,16 @@ from datetime import datetime
 
 import pytest
 
-from tripflow.records import COLUMNS, HeaderError, Reason, Trip, check_header, check_row
+from tripflow.records import (
+    COLUMNS,
+    MAX_TEXT_LENGTH,
+    HeaderError,
+    Reason,
+    Trip,
+    check_header,
+    check_line,
+    check_row,
+)
 
 POSITIONS = {column: index for index, column in enumerate(COLUMNS)}
 GOOD = [
@@ -205,3 +214,58 @@ def test_trims_region_datasource_and_datetime() -> None:
     )
     assert isinstance(trip, Trip)
     assert (trip.region, trip.datasource) == ("Prague", "car")
+
+
+@pytest.mark.parametrize("column", ["region", "datasource"])
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\t", "\n", "\x1b", "\x7f", "\x9b"])
+def test_rejects_a_control_character_inside_a_name(column: str, character: str) -> None:
+    fields = row(**{column: f"Old{character}Town"})
+    assert check_row(fields, POSITIONS) is Reason.CONTROL_CHARACTER
+
+
+def test_trims_control_whitespace_at_the_ends_of_a_name() -> None:
+    # str.strip() removes \t and \x1f at the ends: what is left holds no control character.
+    trip = check_row(row(region="\t\x1fPrague\x1f"), POSITIONS)
+    assert isinstance(trip, Trip) and trip.region == "Prague"
+
+
+@pytest.mark.parametrize("column", ["region", "datasource"])
+def test_rejects_a_name_longer_than_the_limit(column: str) -> None:
+    assert isinstance(check_row(row(**{column: "é" * MAX_TEXT_LENGTH}), POSITIONS), Trip)
+    too_long = row(**{column: "é" * (MAX_TEXT_LENGTH + 1)})
+    assert check_row(too_long, POSITIONS) is Reason.TEXT_TOO_LONG
+
+
+def test_reports_a_control_character_before_a_length() -> None:
+    fields = row(region="x" * (MAX_TEXT_LENGTH + 1), datasource="a\x00b")
+    assert check_row(fields, POSITIONS) is Reason.CONTROL_CHARACTER
+
+
+def test_reads_a_line_as_utf8_csv() -> None:
+    line = '"Prague, centre",' + ",".join(GOOD[1:])
+    trip = check_line(line.encode(), POSITIONS)
+    assert isinstance(trip, Trip) and trip.region == "Prague, centre"
+
+
+def test_rejects_a_line_that_is_not_utf8() -> None:
+    line = "Pr\xe1gue," + ",".join(GOOD[1:])
+    assert check_line(line.encode("latin-1"), POSITIONS) is Reason.INVALID_UTF8
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Both halves of a record whose quoted region held a line break.
+        '"Old',
+        'Town",' + ",".join(GOOD[1:]),
+        'Old Town",' + ",".join(GOOD[1:]),
+        '"Old ""big"" Town,' + ",".join(GOOD[1:]),
+    ],
+)
+def test_rejects_a_line_with_a_quoted_field_left_open(line: str) -> None:
+    assert check_line(line, POSITIONS) is Reason.UNBALANCED_QUOTES
+
+
+def test_accepts_balanced_quotes_inside_and_around_fields() -> None:
+    trip = check_line('"Old ""big"" Town",' + ",".join(GOOD[1:]), POSITIONS)
+    assert isinstance(trip, Trip) and trip.region == 'Old "big" Town'

@@ -97,7 +97,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "SPARK_LOCAL_IP": "127.0.0.1",
         # spark-submit reads the driver's memory from here when neither --driver-memory
         # nor spark.driver.memory is given, as in the DAG's SparkSubmitOperator.
-        "SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "SPARK_DRIVER_MEMORY": settings.driver_memory,
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }

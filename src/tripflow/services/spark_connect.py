@@ -61,7 +61,7 @@ def command(settings: Settings) -> list[str]:
         "--master",
         settings.spark_master,
         "--driver-memory",
-        settings.spark_driver_memory,
+        settings.driver_memory,
     ]
     for key, value in conf.items():
         arguments += ["--conf", f"{key}={value}"]

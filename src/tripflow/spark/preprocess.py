@@ -105,6 +105,9 @@ _WEEK = "_week"
 # trim() only removes spaces). All of them lie in the BMP. Trimmed as a set with btrim, which
 # is much cheaper per row than a regex.
 _WHITESPACE = "".join(char for char in map(chr, range(0x10000)) if char.isspace())
+# The same characters one by one: a set lookup of a text's first or last character tells
+# most texts (which neither start nor end with whitespace) apart without trimming them.
+_WHITESPACE_CHARS = tuple(_WHITESPACE)
 _MALFORMED = "_malformed"
 # RFC 4180 quoting as Python's csv module reads it: "" inside quotes is one quote (Spark's
 # default escape is a backslash), and spaces around fields are kept for the rules to judge.
@@ -206,12 +209,25 @@ def tag_lines(text: DataFrame) -> DataFrame:
 
 def is_blank(text: Column) -> Column:
     """Tell whether a text is empty or whitespace only (as Python's str.strip() sees it)."""
-    return strip(text) == ""
+    # Trimmed only when it starts with whitespace: every line goes through this twice, and a
+    # trim costs a copy and a scan of the character set (0.90 s against 0.58 s per 2M lines).
+    return (F.length(text) == 0) | (
+        _starts_with_whitespace(text) & (F.btrim(text, F.lit(_WHITESPACE)) == "")
+    )
 
 
 def strip(text: Column) -> Column:
     """Remove leading and trailing whitespace exactly as Python's str.strip() does."""
-    return F.btrim(text, F.lit(_WHITESPACE))
+    # Trimmed only when an end is whitespace; the text as it is otherwise (three fields of
+    # 2M rows: 1.34 s against 0.93 s).
+    ends_with_whitespace = F.substring(text, -1, 1).isin(*_WHITESPACE_CHARS)
+    return F.when(
+        _starts_with_whitespace(text) | ends_with_whitespace, F.btrim(text, F.lit(_WHITESPACE))
+    ).otherwise(text)
+
+
+def _starts_with_whitespace(text: Column) -> Column:
+    return F.substring(text, 1, 1).isin(*_WHITESPACE_CHARS)
 
 
 def summarise_blocks(lines: DataFrame) -> DataFrame:
@@ -320,11 +336,22 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
     def field_of(column: str) -> Column:
         return F.get(F.col("fields"), F.col(f"{column}_at"))
 
+    # The text source hands each line's bytes over as they are; anything read from a line
+    # that is not UTF-8 would hold replacement characters the file never said.
+    invalid_utf8 = ~F.is_valid_utf8(raw)
+    # Quotes are counted only on lines that have one (most have none).
+    quotes = F.length(raw) - F.length(F.replace(raw, F.lit(records.QUOTE), F.lit("")))
+    unbalanced_quotes = F.when(F.instr(raw, records.QUOTE) > 0, quotes % 2 == 1).otherwise(
+        F.lit(False)
+    )
+    line_rules = ["invalid_utf8", "unbalanced_quotes", "wrong_field_count"]
     typed = parsed.select(
         "file_id",
         "file",
         "line",
         "raw",
+        invalid_utf8.alias("invalid_utf8"),
+        unbalanced_quotes.alias("unbalanced_quotes"),
         wrong_field_count.alias("wrong_field_count"),
         fields.alias("fields"),
         *(F.col(f"{column}_at") for column in COLUMNS),
@@ -333,20 +360,29 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
         "file",
         "line",
         "raw",
-        "wrong_field_count",
+        *line_rules,
         strip(field_of("region")).alias("region"),
         parse_point(field_of("origin_coord"), 1).alias("origin_lon"),
         parse_point(field_of("origin_coord"), 2).alias("origin_lat"),
         parse_point(field_of("destination_coord"), 1).alias("destination_lon"),
         parse_point(field_of("destination_coord"), 2).alias("destination_lat"),
-        parse_datetime(strip(field_of("datetime"))).alias("datetime"),
+        # Stripped once into a column of its own: parse_datetime names its text nine times,
+        # and Spark repeats an expression under a condition rather than sharing it (1.82 s
+        # against 1.52 s for 2M rows' datetimes).
+        strip(field_of("datetime")).alias("datetime_text"),
         strip(field_of("datasource")).alias("datasource"),
+    )
+    typed = typed.withColumn("datetime", parse_datetime(F.col("datetime_text"))).select(
+        *(name for name in typed.columns if name != "datetime_text"), "datetime"
     )
 
     origin_lon, origin_lat = F.col("origin_lon"), F.col("origin_lat")
     destination_lon, destination_lat = F.col("destination_lon"), F.col("destination_lat")
     # The first rule broken, in the order of the Reason enum, as records.check_row does.
+    region, datasource = F.col("region"), F.col("datasource")
     rules: list[tuple[Column, Reason]] = [
+        (F.col("invalid_utf8"), Reason.INVALID_UTF8),
+        (F.col("unbalanced_quotes"), Reason.UNBALANCED_QUOTES),
         (F.col("wrong_field_count"), Reason.WRONG_FIELD_COUNT),
         (F.col("region") == "", Reason.EMPTY_REGION),
         (origin_lon.isNull() | origin_lat.isNull(), Reason.BAD_ORIGIN_COORD),
@@ -355,11 +391,28 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
         (~in_range(destination_lon, destination_lat), Reason.DESTINATION_OUT_OF_RANGE),
         (F.col("datetime").isNull(), Reason.BAD_DATETIME),
         (F.col("datasource") == "", Reason.EMPTY_DATASOURCE),
+        (
+            region.rlike(records.CONTROL_PATTERN) | datasource.rlike(records.CONTROL_PATTERN),
+            Reason.CONTROL_CHARACTER,
+        ),
+        (
+            F.greatest(F.length(region), F.length(datasource)) > records.MAX_TEXT_LENGTH,
+            Reason.TEXT_TOO_LONG,
+        ),
     ]
     reason = F.when(rules[0][0], F.lit(rules[0][1].value))
     for broken, why in rules[1:]:
         reason = reason.when(broken, F.lit(why.value))
-    return typed.withColumn("reason", reason).drop("wrong_field_count")
+    # A line that is not UTF-8 is kept with its bad bytes replaced (U+FFFD): the rejected
+    # rows stay readable text, and the reason says the file's bytes were not that.
+    return typed.withColumns(
+        {
+            "reason": reason,
+            "raw": F.when(F.col("invalid_utf8"), F.make_valid_utf8(F.col("raw"))).otherwise(
+                F.col("raw")
+            ),
+        }
+    ).drop(*line_rules)
 
 
 def slim_valid_rows(classified: DataFrame) -> DataFrame:
