@@ -196,6 +196,7 @@ def ingest(
                     max_attempts=settings.max_batch_attempts,
                     serving=ServingCopy.from_settings(settings),
                     disk=DiskBudget.from_settings(settings),
+                    window=settings.trip_window,
                 )
             except Exception as error:
                 raise fail(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field
+from pydantic import ByteSize, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tripflow.records import DEFAULT_WINDOW, TripWindow
 
 
 class SparkRunnerMode(StrEnum):
@@ -58,6 +61,17 @@ class Settings(BaseSettings):
         default=None,
         description="Memory of the Spark driver (the executor too in local mode), e.g. 4g. "
         "Default: a sixth of the machine's memory, between 1g and 8g.",
+    )
+    trip_earliest: datetime = Field(
+        default=DEFAULT_WINDOW.earliest,
+        description="Earliest trip time the data contract accepts (wall-clock); an earlier "
+        "trip is a rejected row (datetime_out_of_window).",
+    )
+    trip_latest: datetime = Field(
+        default=DEFAULT_WINDOW.latest,
+        description="Trip times from this one on are rejected rows (datetime_out_of_window). "
+        "With the default hundred-year window, a question without a range never spans more "
+        "weeks than the API answers.",
     )
     spark_runner: SparkRunnerMode = Field(
         default=SparkRunnerMode.CONNECT,
@@ -186,6 +200,16 @@ class Settings(BaseSettings):
     def serving_dir_path(self) -> Path:
         """Return the absolute directory of the serving copy."""
         return (self.serving_dir or self.home_dir / "serving").expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _window_ends_after_it_starts(self) -> Settings:
+        TripWindow(self.trip_earliest, self.trip_latest)
+        return self
+
+    @property
+    def trip_window(self) -> TripWindow:
+        """Return the trip times the data contract accepts."""
+        return TripWindow(self.trip_earliest, self.trip_latest)
 
     @property
     def driver_memory(self) -> str:

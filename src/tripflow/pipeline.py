@@ -17,6 +17,7 @@ import psycopg
 
 from tripflow.config import Settings, SparkRunnerMode
 from tripflow.lake import PROCESSED, REJECTED, Lake, trusted_dir
+from tripflow.records import DEFAULT_WINDOW, TripWindow
 from tripflow.serving import maintenance
 from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
@@ -184,6 +185,12 @@ def job_arguments(job: PreprocessJob) -> list[str]:
     ]
     for file_id, url in sorted(job.files.items()):
         arguments += ["--file", f"{file_id}={url}"]
+    arguments += [
+        "--earliest",
+        job.window.earliest.isoformat(),
+        "--latest",
+        job.window.latest.isoformat(),
+    ]
     return arguments
 
 
@@ -201,8 +208,10 @@ def read_reports(lake: Lake, batch_id: int) -> list[dict[str, Any]]:
     return reports
 
 
-def build_job(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> PreprocessJob:
-    """Describe the Spark job of a batch: its files and output locations."""
+def build_job(
+    conn: psycopg.Connection[Any], lake: Lake, batch_id: int, window: TripWindow = DEFAULT_WINDOW
+) -> PreprocessJob:
+    """Describe the Spark job of a batch: its files, output locations and trip window."""
     from tripflow.spark.preprocess import PreprocessJob
 
     batch = ingestions.get_batch(conn, batch_id)
@@ -211,6 +220,7 @@ def build_job(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> Prepr
         files={item.file_id: lake.uri(item.landing_path) for item in batch.files},
         trusted_url=lake.uri(trusted_dir(batch_id)),
         rejected_url=lake.uri(rejected_dir(batch_id)),
+        window=window,
     )
 
 
@@ -225,10 +235,14 @@ def record_spark_results(conn: psycopg.Connection[Any], lake: Lake, batch_id: in
 
 
 def process_batch(
-    conn: psycopg.Connection[Any], lake: Lake, runner: SparkRunner, batch_id: int
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: SparkRunner,
+    batch_id: int,
+    window: TripWindow = DEFAULT_WINDOW,
 ) -> None:
     """Run the Spark job over the batch's files and record its counts."""
-    runner.run(build_job(conn, lake, batch_id))
+    runner.run(build_job(conn, lake, batch_id, window))
     record_spark_results(conn, lake, batch_id)
 
 
@@ -318,12 +332,13 @@ def run_batch(
     max_attempts: int = 3,
     serving: SegmentWriter | None = None,
     disk: DiskBudget | None = None,
+    window: TripWindow = DEFAULT_WINDOW,
 ) -> None:
     """Take one batch from wherever it stopped to `until` (done by default); a batch
     already there or past it is left alone. A failing step is recorded on the batch (see
-    `fail_batch`) and raised."""
+    `fail_batch`) and raised. `window` is the trip times the contract accepts."""
     steps: dict[Status, tuple[str, Callable[[], object]]] = {
-        Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id)),
+        Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id, window)),
         Status.PROCESSED: (
             "staging",
             lambda: load_staging(conn, lake, batch_id, trusted_dir(batch_id)),
@@ -369,6 +384,7 @@ def ingest(
     max_attempts: int = 3,
     serving: ServingCopy | None = None,
     disk: DiskBudget | None = None,
+    window: TripWindow = DEFAULT_WINDOW,
 ) -> list[int]:
     """Finish unfinished batches, then claim and run the files waiting now; return the
     batch ids touched. With `serving`, each publish writes its batch to the serving copy,
@@ -388,6 +404,7 @@ def ingest(
             max_attempts=max_attempts,
             serving=writer,
             disk=disk,
+            window=window,
         )
         touched.append(batch_id)
     batch = ingestions.claim_batch(conn, lake)
@@ -403,6 +420,7 @@ def ingest(
             max_attempts=max_attempts,
             serving=writer,
             disk=disk,
+            window=window,
         )
         touched.append(batch.batch_id)
     if serving is not None and touched:

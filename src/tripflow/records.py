@@ -35,6 +35,30 @@ MAX_TEXT_LENGTH = 256
 CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
 QUOTE = '"'
 
+
+@dataclass(frozen=True)
+class TripWindow:
+    """The trip times the contract accepts: `[earliest, latest)`, wall-clock.
+
+    A trip dated year 1 or 9999 is legal text but no real trip: one of them stretches every
+    question without a range over thousands of years of empty weeks. The default window is
+    a hundred years, which MAX_SPAN_WEEKS of the API covers whole."""
+
+    earliest: datetime = datetime(1970, 1, 1)
+    latest: datetime = datetime(2070, 1, 1)
+
+    def __post_init__(self) -> None:
+        if self.earliest >= self.latest:
+            raise ValueError(
+                f"the trip window must end after it starts: {self.earliest} to {self.latest}"
+            )
+
+    def __contains__(self, moment: object) -> bool:
+        return isinstance(moment, datetime) and self.earliest <= moment < self.latest
+
+
+DEFAULT_WINDOW = TripWindow()
+
 # ASCII: Java regex classes (\s, \d) match ASCII only; Python must agree with Spark.
 _POINT = re.compile(POINT_PATTERN.replace("^(?i)", "^"), re.IGNORECASE | re.ASCII)
 _DATETIME = re.compile(DATETIME_PATTERN, re.ASCII)
@@ -56,6 +80,8 @@ class Reason(StrEnum):
     BAD_DESTINATION_COORD = "bad_destination_coord"
     DESTINATION_OUT_OF_RANGE = "destination_out_of_range"
     BAD_DATETIME = "bad_datetime"
+    # A datetime outside the trip window (TripWindow; TRIPFLOW_TRIP_EARLIEST / _LATEST).
+    DATETIME_OUT_OF_WINDOW = "datetime_out_of_window"
     EMPTY_DATASOURCE = "empty_datasource"
     # A region or datasource holding a control character (CONTROL_PATTERN).
     CONTROL_CHARACTER = "control_character"
@@ -125,7 +151,9 @@ def parse_datetime(text: str) -> datetime | None:
         return None
 
 
-def check_line(line: bytes | str, positions: dict[str, int]) -> Trip | Reason:
+def check_line(
+    line: bytes | str, positions: dict[str, int], window: TripWindow = DEFAULT_WINDOW
+) -> Trip | Reason:
     """Apply the contract to one data line of a file (without its line break), as the Spark
     job reads it: UTF-8, balanced quotes, then the CSV fields (check_row)."""
     if isinstance(line, bytes):
@@ -141,10 +169,12 @@ def check_line(line: bytes | str, positions: dict[str, int]) -> Trip | Reason:
         fields = next(csv.reader([line]), [])
     finally:
         csv.field_size_limit(limit)
-    return check_row(fields, positions)
+    return check_row(fields, positions, window)
 
 
-def check_row(fields: Sequence[str], positions: dict[str, int]) -> Trip | Reason:
+def check_row(
+    fields: Sequence[str], positions: dict[str, int], window: TripWindow = DEFAULT_WINDOW
+) -> Trip | Reason:
     """Apply the contract to one row's fields: the typed trip, or the reason it is rejected."""
     if len(fields) != len(COLUMNS):
         return Reason.WRONG_FIELD_COUNT
@@ -164,6 +194,8 @@ def check_row(fields: Sequence[str], positions: dict[str, int]) -> Trip | Reason
     moment = parse_datetime(fields[positions["datetime"]])
     if moment is None:
         return Reason.BAD_DATETIME
+    if moment not in window:
+        return Reason.DATETIME_OUT_OF_WINDOW
     datasource = fields[positions["datasource"]].strip()
     if not datasource:
         return Reason.EMPTY_DATASOURCE

@@ -33,12 +33,15 @@ class Match(StrEnum):
 class SpanTooLongError(ValueError):
     """A span of weeks is longer than MAX_SPAN_WEEKS."""
 
-    def __init__(self, weeks: int) -> None:
+    def __init__(self, weeks: int, first: date | None = None, last: date | None = None) -> None:
         super().__init__(
             f"the span covers {weeks} weeks, more than the limit of {MAX_SPAN_WEEKS} "
             "(about 100 years): ask for a shorter range"
         )
         self.weeks = weeks
+        # The Mondays of the span's first and last weeks.
+        self.first = first
+        self.last = last
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def week_span(first: datetime | date, last_inclusive: datetime | date) -> list[d
         return []
     count = (last_monday - first_monday).days // 7 + 1
     if count > MAX_SPAN_WEEKS:
-        raise SpanTooLongError(count)
+        raise SpanTooLongError(count, first_monday, last_monday)
     return [first_monday + _WEEK * index for index in range(count)]
 
 

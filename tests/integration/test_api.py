@@ -436,3 +436,103 @@ def test_weekly_average_after_ingestion_equals_the_python_reference(
     ingested_client: FlaskClient, params: dict[str, str]
 ) -> None:
     assert_matches_reference(ingested_client, params)
+
+
+def store_outlier(url: str, moment: datetime) -> None:
+    """Publish one more trip, dated `moment`, as batch 2: a database loaded before the
+    contract had a trip window, or with a window set wider."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "INSERT INTO ingestion_batch (status, files, rows_read, rows_rejected,"
+            " rows_duplicate, rows_staged) VALUES ('staged', 1, 1, 0, 0, 1) RETURNING batch_id"
+        ).fetchone()
+        assert row is not None
+        file_row = conn.execute(
+            "INSERT INTO ingestion_file (batch_id, name, landing_path, size_bytes, checksum,"
+            " rows_read, rows_rejected, rows_duplicate) VALUES (%s, 'old.csv',"
+            " '/data/raw/tripdata/old.csv', 1, 'sha256:old', 1, 0, 0) RETURNING file_id",
+            row,
+        ).fetchone()
+        assert file_row is not None
+        trip = TRIPS[0]
+        conn.execute(
+            STAGE_TRIP,
+            {
+                "key": f"outlier {moment}",
+                "region": trip.region,
+                "origin_lon": trip.origin_lon,
+                "origin_lat": trip.origin_lat,
+                "destination_lon": trip.destination_lon,
+                "destination_lat": trip.destination_lat,
+                "datetime": moment,
+                "datasource": trip.datasource,
+                "batch_id": row[0],
+                "file_id": file_row[0],
+            },
+        )
+        conn.commit()
+        assert publish_batch(conn, row[0])
+        conn.commit()
+
+
+@pytest.mark.parametrize(
+    ("query", "named", "to_send"),
+    [
+        ("", [], "send from and to"),
+        (f"bbox={PRAGUE}", [], "send from and to"),
+        ("from=0001-01-01T00:00:00", ["from"], "send to"),
+        ("to=2019-01-01T00:00:00", ["to"], "send from"),
+    ],
+)
+def test_a_span_stretched_by_stored_trips_names_only_what_was_sent(
+    client: FlaskClient, loaded_url: str, query: str, named: list[str], to_send: str
+) -> None:
+    store_outlier(loaded_url, datetime(1, 1, 1, 12, 0))
+
+    problem = get_json(client, f"/weekly-average?{query}", status=400)
+
+    assert [item["name"] for item in problem["invalid_params"]] == named
+    assert to_send in problem["detail"]
+    assert "weeks of 0001-01-01 to 20" in problem["detail"]
+    # A range the cap allows is answered, the outlier outside it.
+    answer = get_json(client, "/weekly-average?from=2018-01-01T00:00:00&to=2019-01-01T00:00:00")
+    assert answer["trips"] == len(TRIPS)
+
+
+def test_openapi_lists_every_status_ingestions_answer(
+    client: FlaskClient, loaded_url: str
+) -> None:
+    with psycopg.connect(loaded_url) as conn:
+        set_status(conn, 1, Status.FAILED)
+        conn.commit()
+    schemas = get_json(client, "/openapi.json")["components"]["schemas"]
+
+    batches = get_json(client, "/ingestions")["ingestions"]
+
+    assert [batch["status"] for batch in batches] == ["failed"]
+    assert "failed" in schemas["IngestionBatch"]["properties"]["status"]["enum"]
+    file_statuses = schemas["IngestionFile"]["properties"]["status"]["enum"]
+    assert all(item["status"] in file_statuses for item in batches[0]["files"])
+
+
+def test_an_overlong_url_gets_a_problem_document(client: FlaskClient) -> None:
+    response = client.get("/weekly-average?region=" + "x" * 9000)
+    assert response.status_code == 414
+    assert response.mimetype == "application/problem+json"
+    assert "more than the 8,192 this API reads" in response.get_json()["detail"]
+    # Long but within the cap: read, and answered.
+    assert client.get("/weekly-average?region=" + "x" * 7000).status_code == 200
+
+
+def test_gunicorn_leaves_overlong_urls_to_the_api(connect_stack: Settings) -> None:
+    import urllib.error
+    import urllib.request
+
+    base = f"http://{connect_stack.api_host}:{connect_stack.api_port}"
+    for length in (5_000, 9_000, 100_000):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{base}/weekly-average?region={'x' * length}&bad=1")
+        expected = 400 if length < 8192 else 414
+        assert caught.value.code == expected
+        assert caught.value.headers.get_content_type() == "application/problem+json"
+        caught.value.close()

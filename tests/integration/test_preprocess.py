@@ -18,8 +18,17 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from tests import hostile
-from tripflow.pipeline import ConnectRunner
-from tripflow.records import COLUMNS, Reason, Trip, check_header, check_line, check_row
+from tripflow.pipeline import ConnectRunner, job_arguments
+from tripflow.records import (
+    COLUMNS,
+    DEFAULT_WINDOW,
+    Reason,
+    Trip,
+    TripWindow,
+    check_header,
+    check_line,
+    check_row,
+)
 from tripflow.spark.preprocess import (
     BLOCK_SCHEMA,
     REJECTED_SCHEMA,
@@ -27,8 +36,10 @@ from tripflow.spark.preprocess import (
     FileReport,
     PreprocessJob,
     classify_rows,
+    job_from_arguments,
     main,
     match_sources,
+    parse_arguments,
     run,
 )
 from tripflow.spark.session import AnySession, connect_session, functions_for
@@ -401,7 +412,18 @@ TRICKY_ROWS = [
 ]
 
 
-def test_matches_the_plain_python_contract_on_tricky_rows(spark: SparkSession) -> None:
+@pytest.mark.parametrize(
+    "window",
+    [
+        DEFAULT_WINDOW,
+        # Bounds on rows' own times: the earliest is accepted, the latest is not.
+        TripWindow(datetime(2016, 2, 29, 23, 59, 59), datetime(2018, 5, 28, 9, 3, 40)),
+    ],
+    ids=["default-window", "narrow-window"],
+)
+def test_matches_the_plain_python_contract_on_tricky_rows(
+    spark: SparkSession, window: TripWindow
+) -> None:
     positions = {column: index for index, column in enumerate(COLUMNS)}
     numbered = spark.createDataFrame(
         [
@@ -411,10 +433,10 @@ def test_matches_the_plain_python_contract_on_tricky_rows(spark: SparkSession) -
         "file_id long, file string, line long, raw string, "
         + ", ".join(f"{column}_at int" for column in COLUMNS),
     )
-    outcomes = {row["line"]: row.asDict() for row in classify_rows(numbered).collect()}
+    outcomes = {row["line"]: row.asDict() for row in classify_rows(numbered, window).collect()}
 
     for line, raw in enumerate(TRICKY_ROWS, start=2):
-        expected = check_line(raw, positions)
+        expected = check_line(raw, positions, window)
         got = outcomes[line]
         if isinstance(expected, Reason):
             assert got["reason"] == expected.value, raw
@@ -528,3 +550,11 @@ def test_rejects_hostile_lines_with_reasons_and_keeps_the_good_ones(
             assert raws[number] == item.decode("utf-8", "replace") or (
                 rejected[number] == Reason.INVALID_UTF8.value and "\ufffd" in raws[number]
             )
+
+
+def test_passes_the_trip_window_on_the_command_line() -> None:
+    window = TripWindow(datetime(2010, 1, 1), datetime(2030, 6, 1, 12, 0))
+    job = PreprocessJob(1, {1: "file:///a.csv"}, "file:///t", "file:///r", window)
+    assert job_from_arguments(parse_arguments(job_arguments(job))) == job
+    default = PreprocessJob(1, {1: "file:///a.csv"}, "file:///t", "file:///r")
+    assert job_from_arguments(parse_arguments(job_arguments(default))).window == DEFAULT_WINDOW

@@ -57,3 +57,8 @@ def test_spark_memory_defaults_to_a_sixth_of_the_machine(monkeypatch: pytest.Mon
     assert mib == 1024 or mib == 8192 or abs(mib - total_mib / 6) <= 256
     monkeypatch.setenv("TRIPFLOW_SPARK_DRIVER_MEMORY", "3g")
     assert Settings(_env_file=None).driver_memory == "3g"
+
+
+def test_refuses_a_trip_window_that_ends_before_it_starts() -> None:
+    with pytest.raises(ValueError, match="must end after it starts"):
+        Settings(_env_file=None, trip_earliest="2020-01-01", trip_latest="2019-01-01")

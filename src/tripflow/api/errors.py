@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 from psycopg_pool import PoolTimeout
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestURITooLarge
 
 from tripflow.api.params import ParamError
-from tripflow.weeks import SpanTooLongError
+from tripflow.weeks import MAX_SPAN_WEEKS, SpanTooLongError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 INVALID_PARAMETERS = "urn:tripflow:problem:invalid-parameters"
@@ -54,13 +54,27 @@ def _invalid_params(error: ParamError) -> Response:
 
 
 def _span_too_long(error: SpanTooLongError) -> Response:
-    # Reached when one end of the range is open and the data stretch it past the cap.
+    # Reached when an end of the range is left open and the stored trips stretch the span
+    # past the cap (a range given whole is checked with the parameters). Only the ends the
+    # client sent are named; the detail says which to send.
+    sent = [name for name in ("from", "to") if name in request.args]
+    missing = [name for name in ("from", "to") if name not in request.args]
+    between = f" (weeks of {error.first} to {error.last})" if error.first and error.last else ""
+    detail = (
+        f"the trips this question counts span {error.weeks} weeks{between}, more than the "
+        f"limit of {MAX_SPAN_WEEKS} (about 100 years): "
+        + (
+            f"send {' and '.join(missing)} to ask for a shorter range"
+            if missing
+            else "ask for a shorter range"
+        )
+    )
     return problem(
         400,
         "Invalid query parameters",
-        str(error),
+        detail,
         type_=INVALID_PARAMETERS,
-        invalid_params=[{"name": "from", "reason": str(error)}],
+        invalid_params=[{"name": name, "reason": detail} for name in sent],
     )
 
 
@@ -110,8 +124,24 @@ def _internal_error(error: Exception) -> Response:
     )
 
 
+# The longest request target (path and query string) the API reads, in bytes. gunicorn's
+# own cap would answer longer lines with an HTML page, so it is lifted (gunicorn_hooks) and
+# this one answers with a problem document instead.
+MAX_TARGET_BYTES = 8192
+
+
+def _refuse_long_targets() -> None:
+    target = request.full_path if request.query_string else request.path
+    if len(target.encode()) > MAX_TARGET_BYTES:
+        raise RequestURITooLarge(
+            f"The request target is {len(target.encode()):,} bytes long, more than the "
+            f"{MAX_TARGET_BYTES:,} this API reads."
+        )
+
+
 def register_error_handlers(app: Flask) -> None:
     """Make every error of the application answer with a problem document."""
+    app.before_request(_refuse_long_targets)
     app.register_error_handler(ParamError, _invalid_params)
     app.register_error_handler(SpanTooLongError, _span_too_long)
     app.register_error_handler(HTTPException, _http_error)

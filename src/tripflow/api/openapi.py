@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripflow.api.params import DEFAULT_INGESTION_LIMIT, MAX_INGESTION_LIMIT
+from tripflow.warehouse.ingestions import Status
 from tripflow.weeks import MAX_SPAN_WEEKS, Match
 
 
@@ -201,10 +202,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "batch_id": {"type": "integer"},
-            "status": {
-                "type": "string",
-                "enum": ["claimed", "processed", "staged", "published", "done"],
-            },
+            # Every status a batch can have, `failed` (set aside) included.
+            "status": {"type": "string", "enum": [str(status) for status in Status]},
             "file_count": {"type": "integer"},
             "rows_read": _NULLABLE_INTEGER,
             "rows_loaded": _NULLABLE_INTEGER,

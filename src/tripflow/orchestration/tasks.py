@@ -74,12 +74,12 @@ def claim(ready: list[str] | None = None) -> dict[str, Any]:
     from tripflow import pipeline
     from tripflow.warehouse import ingestions
 
-    with _entry_point() as (_settings, conn, lake):
+    with _entry_point() as (settings, conn, lake):
         batch_id = pipeline.claim_or_resume(conn, lake, ready)
         if batch_id is None:
             raise AirflowSkipException("no waiting files and no unfinished batch")
         status = ingestions.get_batch(conn, batch_id).status
-        job = pipeline.build_job(conn, lake, batch_id)
+        job = pipeline.build_job(conn, lake, batch_id, settings.trip_window)
     log.info("batch %d: %s, %d file(s)", batch_id, status, len(job.files))
     return {"batch_id": batch_id, "application_args": pipeline.job_arguments(job)}
 
@@ -173,6 +173,7 @@ def _advance(batch_id: int, until: Status) -> None:
             max_attempts=settings.max_batch_attempts,
             serving=maintenance.BatchWriter(copy, lake),
             disk=DiskBudget.from_settings(settings),
+            window=settings.trip_window,
         )
         batch = ingestions.get_batch(conn, batch_id)
     if batch.status is Status.FAILED:

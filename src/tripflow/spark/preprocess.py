@@ -26,6 +26,7 @@ import posixpath
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -43,7 +44,7 @@ from pyspark.sql.types import (
 from pyspark.storagelevel import StorageLevel
 
 from tripflow import records
-from tripflow.records import COLUMNS, HeaderError, Reason
+from tripflow.records import COLUMNS, DEFAULT_WINDOW, HeaderError, Reason, TripWindow
 from tripflow.spark.session import build_session, functions_for
 
 if TYPE_CHECKING:
@@ -141,6 +142,8 @@ class PreprocessJob:
     files: dict[int, str]
     trusted_url: str
     rejected_url: str
+    # The trip times the contract accepts (TRIPFLOW_TRIP_EARLIEST / TRIPFLOW_TRIP_LATEST).
+    window: TripWindow = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -317,7 +320,7 @@ def trip_key(
     return F.md5(F.concat_ws(KEY_SEPARATOR, *parts))
 
 
-def classify_rows(numbered: DataFrame) -> DataFrame:
+def classify_rows(numbered: DataFrame, window: TripWindow = DEFAULT_WINDOW) -> DataFrame:
     """Apply the contract to each numbered line: typed values, or the reason it is rejected."""
     raw = F.col("raw")
     # Or short-circuits: only lines long enough to hold that many commas are counted.
@@ -390,6 +393,11 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
         (destination_lon.isNull() | destination_lat.isNull(), Reason.BAD_DESTINATION_COORD),
         (~in_range(destination_lon, destination_lat), Reason.DESTINATION_OUT_OF_RANGE),
         (F.col("datetime").isNull(), Reason.BAD_DATETIME),
+        (
+            (F.col("datetime") < _timestamp(window.earliest))
+            | (F.col("datetime") >= _timestamp(window.latest)),
+            Reason.DATETIME_OUT_OF_WINDOW,
+        ),
         (F.col("datasource") == "", Reason.EMPTY_DATASOURCE),
         (
             region.rlike(records.CONTROL_PATTERN) | datasource.rlike(records.CONTROL_PATTERN),
@@ -413,6 +421,11 @@ def classify_rows(numbered: DataFrame) -> DataFrame:
             ),
         }
     ).drop(*line_rules)
+
+
+def _timestamp(moment: datetime) -> Column:
+    """A TIMESTAMP_NTZ literal (a Python datetime would become a zoned TIMESTAMP)."""
+    return F.lit(moment.isoformat(sep=" ")).cast(TimestampNTZType())
 
 
 def slim_valid_rows(classified: DataFrame) -> DataFrame:
@@ -656,7 +669,7 @@ def _run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
     # Pass 2: classified once, kept while both outputs are written from it (the rejected
     # write then costs a filter of the kept rows, not another read and validation). Slim:
     # most rows are valid and need neither their raw text nor their file's URL again.
-    classified = slim_valid_rows(classify_rows(number_lines(lines, blocks))).persist(
+    classified = slim_valid_rows(classify_rows(number_lines(lines, blocks), job.window)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
@@ -685,6 +698,15 @@ def _run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
     return reports
 
 
+def _moment_argument(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or datetime, got {text!r}"
+        ) from error
+
+
 def _file_argument(text: str) -> tuple[int, str]:
     file_id, separator, url = text.partition("=")
     if not separator or not url or not file_id.strip().isdigit():
@@ -710,6 +732,18 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a file of the batch (repeat for each file)",
     )
     parser.add_argument(
+        "--earliest",
+        type=_moment_argument,
+        default=DEFAULT_WINDOW.earliest,
+        help="earliest trip time accepted (default %(default)s)",
+    )
+    parser.add_argument(
+        "--latest",
+        type=_moment_argument,
+        default=DEFAULT_WINDOW.latest,
+        help="trip times from this one on are rejected (default %(default)s)",
+    )
+    parser.add_argument(
         "--master",
         default=None,
         # No default of its own: under spark-submit its --master (the Airflow connection's)
@@ -720,6 +754,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     file_ids = [file_id for file_id, _ in arguments.files]
     if len(set(file_ids)) != len(file_ids):
         parser.error("each FILE_ID may appear only once")
+    if arguments.earliest >= arguments.latest:
+        parser.error("--latest must be later than --earliest")
     return arguments
 
 
@@ -730,6 +766,7 @@ def job_from_arguments(arguments: argparse.Namespace) -> PreprocessJob:
         files=dict(arguments.files),
         trusted_url=arguments.trusted,
         rejected_url=arguments.rejected,
+        window=TripWindow(arguments.earliest, arguments.latest),
     )
 
 
