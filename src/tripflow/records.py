@@ -68,6 +68,9 @@ _CONTROL = re.compile(CONTROL_PATTERN)
 class Reason(StrEnum):
     """Why a row was rejected; the first rule a row breaks, in this order, is its reason."""
 
+    # The line's file has a wrong header (the file's error says how): every data line of it
+    # is rejected, since its columns cannot be told apart.
+    WRONG_HEADER = "wrong_header"
     # The line's bytes are not UTF-8: whatever it says cannot be read for sure.
     INVALID_UTF8 = "invalid_utf8"
     # An odd number of double quotes: a quoted field is left open, as when a field holding a

@@ -499,9 +499,7 @@ def test_a_span_stretched_by_stored_trips_names_only_what_was_sent(
     assert answer["trips"] == len(TRIPS)
 
 
-def test_openapi_lists_every_status_ingestions_answer(
-    client: FlaskClient, loaded_url: str
-) -> None:
+def test_openapi_lists_every_status_ingestions_answer(client: FlaskClient, loaded_url: str) -> None:
     with psycopg.connect(loaded_url) as conn:
         set_status(conn, 1, Status.FAILED)
         conn.commit()

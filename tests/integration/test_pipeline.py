@@ -215,6 +215,16 @@ def test_rejects_a_file_with_a_wrong_header_whole_and_loads_the_others(
     assert files["bad.csv"]["status"] == "rejected"
     assert "origin_coord" in files["bad.csv"]["error"]
     assert files["bad.csv"]["rows_loaded"] == 0
+    # Its one data line is counted as rejected, and is in the rejected rows with the reason.
+    assert files["bad.csv"]["rows_rejected"] == 1
+    rejected = (
+        pads.dataset(
+            lake.full_path(pipeline.rejected_dir(batch_id)), filesystem=lake.fs, format="parquet"
+        )
+        .to_table()
+        .to_pylist()
+    )
+    assert [(row["line"], row["reason"]) for row in rejected] == [(2, "wrong_header")]
     assert files["trips.csv"]["rows_loaded"] == 100
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
     assert lake.exists(f"data/processed/tripdata/{batch_id}/bad.csv")

@@ -187,8 +187,11 @@ def test_rejects_each_broken_rule_with_its_reason_line_and_raw_text(mixed: Batch
     assert rejected == {
         line: (raw, reason.value, expected_file) for line, (raw, reason) in REJECTED_ROWS.items()
     }
-    # The reasons of broken bytes, quoting and names are the hostile-lines test's.
+    # The reasons of broken bytes, quoting and names are the hostile-lines test's, the
+    # window's the tricky rows', a wrong header's the bad-header file's.
     assert {reason for _, reason in REJECTED_ROWS.values()} == set(Reason) - {
+        Reason.WRONG_HEADER,
+        Reason.DATETIME_OUT_OF_WINDOW,
         Reason.INVALID_UTF8,
         Reason.UNBALANCED_QUOTES,
         Reason.CONTROL_CHARACTER,
@@ -226,7 +229,13 @@ def test_rejects_a_file_with_a_wrong_header_whole_while_the_others_load(mixed: B
     assert report.header_error is not None
     assert "missing origin_coord" in report.header_error
     assert "unexpected 'origin'" in report.header_error
-    assert all(row["file_id"] != BAD_HEADER_ID for row in mixed.trusted + mixed.rejected)
+    assert all(row["file_id"] != BAD_HEADER_ID for row in mixed.trusted)
+    # Its data lines are rejected rows, as many as its report counts.
+    assert sorted(
+        (row["line"], row["raw"], row["reason"])
+        for row in mixed.rejected
+        if row["file_id"] == BAD_HEADER_ID
+    ) == [(2, V1, Reason.WRONG_HEADER.value), (4, V2, Reason.WRONG_HEADER.value)]
     assert sum(row["file_id"] == SAMPLE_ID for row in mixed.trusted) == 100
 
 
@@ -343,7 +352,11 @@ def test_writes_readable_empty_datasets_when_no_file_loads(
         2: write_lines(tmp_path / "empty.csv", []),
     }
     batch = run_batch(spark, tmp_path / "lake", files)
-    assert (batch.trusted, batch.rejected) == ([], [])
+    assert batch.trusted == []
+    assert sorted((row["line"], row["reason"]) for row in batch.rejected) == [
+        (2, Reason.WRONG_HEADER.value),
+        (4, Reason.WRONG_HEADER.value),
+    ]
     assert spark.read.parquet(batch.job.trusted_url).schema == TRUSTED_SCHEMA
     assert spark.read.parquet(batch.job.rejected_url).schema == REJECTED_SCHEMA
     assert batch.reports[1] == FileReport(2, 0, 0, 0, 0, "empty file: no header line")
@@ -427,10 +440,10 @@ def test_matches_the_plain_python_contract_on_tricky_rows(
     positions = {column: index for index, column in enumerate(COLUMNS)}
     numbered = spark.createDataFrame(
         [
-            (1, "file:///tricky.csv", line, raw, *(positions[column] for column in COLUMNS))
+            (1, "file:///tricky.csv", line, raw, True, *(positions[column] for column in COLUMNS))
             for line, raw in enumerate(TRICKY_ROWS, start=2)
         ],
-        "file_id long, file string, line long, raw string, "
+        "file_id long, file string, line long, raw string, header_ok boolean, "
         + ", ".join(f"{column}_at int" for column in COLUMNS),
     )
     outcomes = {row["line"]: row.asDict() for row in classify_rows(numbered, window).collect()}

@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -92,6 +93,9 @@ BLOCK_SCHEMA = StructType(
         StructField("url", StringType()),
         StructField("first_row_id", LongType()),
         StructField("lines_before", LongType()),
+        # False for a file whose header is wrong: its data lines are rejected rows
+        # (wrong_header), and its column positions are null.
+        StructField("header_ok", BooleanType()),
         *(StructField(f"{column}_at", IntegerType()) for column in COLUMNS),
     ]
 )
@@ -246,8 +250,7 @@ def summarise_blocks(lines: DataFrame) -> DataFrame:
 def number_lines(lines: DataFrame, blocks: DataFrame) -> DataFrame:
     """Give each data line of the files in `blocks` its file_id, URL and 1-based line number.
 
-    Headers and blank lines are left out, and so are files missing from `blocks` (those whose
-    header is wrong)."""
+    Headers and blank lines are left out."""
     # Row ids grow by one per line within a block, so a line's number is the lines of the
     # file's earlier blocks plus its distance from the block's first row id.
     numbered = lines.join(F.broadcast(blocks), on=["source", "block"], how="inner").select(
@@ -255,6 +258,7 @@ def number_lines(lines: DataFrame, blocks: DataFrame) -> DataFrame:
         F.col("url").alias("file"),
         (F.col("lines_before") + F.col("row_id") - F.col("first_row_id") + 1).alias("line"),
         F.col("raw"),
+        F.col("header_ok"),
         *(F.col(f"{column}_at") for column in COLUMNS),
     )
     return numbered.where((F.col("line") > 1) & ~is_blank(F.col("raw")))
@@ -347,12 +351,13 @@ def classify_rows(numbered: DataFrame, window: TripWindow = DEFAULT_WINDOW) -> D
     unbalanced_quotes = F.when(F.instr(raw, records.QUOTE) > 0, quotes % 2 == 1).otherwise(
         F.lit(False)
     )
-    line_rules = ["invalid_utf8", "unbalanced_quotes", "wrong_field_count"]
+    line_rules = ["header_ok", "invalid_utf8", "unbalanced_quotes", "wrong_field_count"]
     typed = parsed.select(
         "file_id",
         "file",
         "line",
         "raw",
+        "header_ok",
         invalid_utf8.alias("invalid_utf8"),
         unbalanced_quotes.alias("unbalanced_quotes"),
         wrong_field_count.alias("wrong_field_count"),
@@ -384,6 +389,7 @@ def classify_rows(numbered: DataFrame, window: TripWindow = DEFAULT_WINDOW) -> D
     # The first rule broken, in the order of the Reason enum, as records.check_row does.
     region, datasource = F.col("region"), F.col("datasource")
     rules: list[tuple[Column, Reason]] = [
+        (~F.col("header_ok"), Reason.WRONG_HEADER),
         (F.col("invalid_utf8"), Reason.INVALID_UTF8),
         (F.col("unbalanced_quotes"), Reason.UNBALANCED_QUOTES),
         (F.col("wrong_field_count"), Reason.WRONG_FIELD_COUNT),
@@ -585,14 +591,25 @@ def plan_files(
 
 
 def block_rows(plans: Iterable[FilePlan]) -> list[tuple[object, ...]]:
-    """Return the rows of the block table (BLOCK_SCHEMA) for the files with a valid header."""
+    """Return the rows of the block table (BLOCK_SCHEMA): every block of every file, those of
+    a file with a wrong header without column positions."""
     rows: list[tuple[object, ...]] = []
     for plan in plans:
-        if plan.positions is None:
-            continue
-        at = tuple(plan.positions[column] for column in COLUMNS)
+        positions = plan.positions
+        at = tuple(positions[column] if positions else None for column in COLUMNS)
         for source, block, first_row_id, lines_before in plan.blocks:
-            rows.append((source, block, plan.file_id, plan.url, first_row_id, lines_before, *at))
+            rows.append(
+                (
+                    source,
+                    block,
+                    plan.file_id,
+                    plan.url,
+                    first_row_id,
+                    lines_before,
+                    positions is not None,
+                    *at,
+                )
+            )
     return rows
 
 
