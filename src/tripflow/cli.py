@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 from contextlib import ExitStack, closing
 from datetime import datetime
@@ -16,7 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tripflow.config import Settings
-from tripflow.lake import LANDING, open_lake
+from tripflow.lake import LANDING, open_lake, settled_files
 from tripflow.services import stack
 from tripflow.services.postgres import ManagedPostgres, PostgresError
 from tripflow.warehouse.ingestions import CHANNEL, BatchFollower
@@ -170,6 +171,16 @@ def ingest(
         "publish": "publishing into tripdata",
         "archive": "moving files to processed/",
     }
+    # A file still being written straight into the landing dir must not be claimed half
+    # written: only files whose size held over one sensor poll are, as the DAG's sensor does.
+    settled, growing = settled_files(lake, LANDING, settings.sensor_poll_seconds)
+    for path in growing:
+        errors.print(
+            f"left {posixpath.basename(path)} in the landing dir: its size changed within "
+            f"{settings.sensor_poll_seconds:g} s (still being written?); run `tripflow ingest` "
+            "again once it is complete",
+            highlight=False,
+        )
     with closing(connect(url)) as conn:
         with Progress(
             SpinnerColumn(),
@@ -197,6 +208,7 @@ def ingest(
                     serving=ServingCopy.from_settings(settings),
                     disk=DiskBudget.from_settings(settings),
                     window=settings.trip_window,
+                    only=settled,
                 )
             except Exception as error:
                 raise fail(

@@ -7,8 +7,9 @@ which speaks HDFS's own protocol."""
 from __future__ import annotations
 
 import posixpath
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,3 +186,27 @@ def lake_options(settings: Settings) -> dict[str, Any]:
 def open_lake(settings: Settings) -> Lake:
     """Open the lake the settings name."""
     return Lake(settings.lake_root, **lake_options(settings))
+
+
+def stable_files(previous: Mapping[str, int], current: Mapping[str, int]) -> list[str]:
+    """Return the paths whose size did not change between two looks, sorted."""
+    return sorted(path for path, size in current.items() if previous.get(path) == size)
+
+
+def file_sizes(lake: Lake, directory: str) -> dict[str, int]:
+    """Return the size of every complete file in a lake directory, by path."""
+    return {item.path: item.size for item in lake.list_files(directory)}
+
+
+def settled_files(lake: Lake, directory: str, seconds: float) -> tuple[list[str], list[str]]:
+    """Look at a directory twice, `seconds` apart: return the files whose size held (safe to
+    claim) and those that changed or appeared meanwhile (still being written), both sorted.
+
+    The DAG's sensor claims by the same rule; a writer that pauses longer than `seconds`
+    between writes can still look complete, which is why writers should write under a
+    hidden or in-flight name and rename (README, "Landing files")."""
+    before = file_sizes(lake, directory)
+    time.sleep(seconds)
+    after = file_sizes(lake, directory)
+    stable = stable_files(before, after)
+    return stable, sorted(set(after) - set(stable))

@@ -385,10 +385,12 @@ def ingest(
     serving: ServingCopy | None = None,
     disk: DiskBudget | None = None,
     window: TripWindow = DEFAULT_WINDOW,
+    only: Collection[str] | None = None,
 ) -> list[int]:
     """Finish unfinished batches, then claim and run the files waiting now; return the
     batch ids touched. With `serving`, each publish writes its batch to the serving copy,
-    and published batches the copy lacks (a crash, a copy removed) are written first."""
+    and published batches the copy lacks (a crash, a copy removed) are written first. With
+    `only`, only those landing paths are claimed (lake.settled_files tells complete ones)."""
     writer = None
     if serving is not None:
         maintenance.sync(conn, serving)
@@ -407,7 +409,7 @@ def ingest(
             window=window,
         )
         touched.append(batch_id)
-    batch = ingestions.claim_batch(conn, lake)
+    batch = ingestions.claim_batch(conn, lake, only)
     if batch is not None:
         if on_step:
             on_step(batch.batch_id, "claimed")

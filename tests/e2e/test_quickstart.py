@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +92,36 @@ def test_ingest_killed_during_spark_resumes_and_stores_each_trip_once(
     url = tripflow(environment, "db", "url").stdout.strip()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM tripdata").fetchone() == (100,)
+
+
+@pytest.mark.e2e
+def test_ingest_leaves_a_file_still_being_written_and_loads_it_once_complete(
+    environment: dict[str, str],
+) -> None:
+    tripflow(environment, "db", "start")
+    landing = Path(environment["TRIPFLOW_HOME"]) / "lake" / "data" / "raw" / "tripdata"
+    landing.mkdir(parents=True)
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    growing = landing / "growing.csv"
+    growing.write_text(lines[0])
+
+    def write_slowly() -> None:
+        # Written straight into the landing dir, a line every 100 ms (~10 s for the sample):
+        # what a careless writer does, with no temporary name and no rename.
+        with growing.open("a") as handle:
+            for item in lines[1:]:
+                handle.write(item)
+                handle.flush()
+                time.sleep(0.1)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    try:
+        early = tripflow(environment, "ingest", "--json")
+    finally:
+        writer.join()
+
+    assert json.loads(early.stdout) == []
+    assert "left growing.csv in the landing dir" in early.stderr
+    done = json.loads(tripflow(environment, "ingest", "--json").stdout)
+    assert [(b["status"], b["rows_read"], b["rows_loaded"]) for b in done] == [("done", 100, 100)]

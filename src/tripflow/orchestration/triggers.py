@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from tripflow.config import Settings
-from tripflow.lake import LANDING, Lake, open_lake
-
-
-def stable_files(previous: Mapping[str, int], current: Mapping[str, int]) -> list[str]:
-    """Return the paths whose size did not change between two looks, sorted."""
-    return sorted(path for path, size in current.items() if previous.get(path) == size)
-
-
-def file_sizes(lake: Lake, directory: str) -> dict[str, int]:
-    """Return the size of every complete file in a lake directory, by path."""
-    return {item.path: item.size for item in lake.list_files(directory)}
+from tripflow.lake import LANDING, Lake, file_sizes, open_lake, stable_files
 
 
 class LandingFilesTrigger(BaseTrigger):
