@@ -6,6 +6,7 @@ import csv
 import json
 import threading
 import uuid
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import psycopg
 import pyarrow.dataset as pads
 import pytest
 
-from tests import hostile
+from tests import badinput, hostile
 from tests.conftest import SAMPLE
+from tests.reference import read_trips
 from tripflow import pipeline
 from tripflow.config import Settings
 from tripflow.generate import generate_trips
@@ -26,6 +28,7 @@ from tripflow.warehouse.load import load_staging
 from tripflow.warehouse.publish import publish_batch
 
 HEADER = "region,origin_coord,destination_coord,datetime,datasource"
+TRIPS_OF_SAMPLE = [row.trip for row in read_trips(SAMPLE)]
 
 
 @pytest.fixture(params=["file", "hdfs"])
@@ -451,3 +454,58 @@ def test_stores_each_week_of_a_batch_in_place_order(
     ).fetchone()
     assert partitions > 40
     assert out_of_order < 60
+
+
+def test_bad_input_suite_rejects_what_it_must_and_loads_every_good_row(
+    conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner, tmp_path: Path
+) -> None:
+    # Stored before: the suite must neither lose nor double any of it.
+    lake.put(SAMPLE, LANDING)
+    (first,) = pipeline.ingest(conn, lake, runner)
+    sample_keys = {
+        row[0]
+        for row in conn.execute("SELECT trip_key FROM tripdata WHERE batch_id = %s", (first,))
+    }
+    conn.commit()
+    assert len(badinput.CASES) >= 40
+    for name, content in badinput.CASES.items():
+        (tmp_path / name).write_bytes(content)
+        lake.put(tmp_path / name, LANDING)
+
+    (batch_id,) = pipeline.ingest(conn, lake, runner)
+
+    summary = batch_row(conn, batch_id)
+    assert summary["status"] == "done"
+    files = {item["name"]: item for item in summary["files"]}
+    rejected: dict[int, dict[int, str]] = {}
+    for row in (
+        pads.dataset(
+            lake.full_path(pipeline.rejected_dir(batch_id)), filesystem=lake.fs, format="parquet"
+        )
+        .to_table()
+        .to_pylist()
+    ):
+        rejected.setdefault(row["file_id"], {})[row["line"]] = row["reason"]
+    every_trip: set[tuple[object, ...]] = set()
+    for name, content in badinput.CASES.items():
+        want, got = badinput.expected(content), files[name]
+        assert got["rows_read"] == want.rows_read, name
+        assert got["rows_rejected"] == len(want.rejected), name
+        assert got["rows_loaded"] + got["rows_duplicate"] == len(want.trips), name
+        assert rejected.get(got["file_id"], {}) == want.rejected, name
+        assert (got["status"] == "rejected") == want.header_error, name
+        every_trip |= {astuple(trip) for trip in want.trips}
+    stored = {
+        astuple(Trip(*row))
+        for row in conn.execute(
+            "SELECT region, ST_X(origin_coord), ST_Y(origin_coord), ST_X(destination_coord),"
+            " ST_Y(destination_coord), datetime, datasource FROM tripdata"
+        )
+    }
+    keys_after = {row[0] for row in conn.execute("SELECT trip_key FROM tripdata")}
+    conn.commit()
+    assert stored == every_trip | {astuple(trip) for trip in TRIPS_OF_SAMPLE}
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == len(stored)
+    assert sample_keys <= keys_after
+    (again,) = [item for name, item in files.items() if name.endswith("-sample-again.csv")]
+    assert (again["rows_loaded"], again["rows_duplicate"]) == (0, 100)
