@@ -60,19 +60,26 @@ def _cases() -> dict[str, bytes]:
     def add(name: str, content: bytes) -> None:
         cases[f"case-{len(cases) + 1:02d}-{name}.csv"] = content
 
-    n = len  # the case number a file gets is its position, 1-based
+    def number() -> int:
+        """The number of the case being added: its position, 1-based."""
+        return len(cases) + 1
+
+    def text(*middle: str, header: str = HEADER, ending: str = "\n") -> bytes:
+        """The case's file: header, its first good line, `middle`, its second good line."""
+        return _text(number(), *middle, header=header, ending=ending)
+
     # Encodings.
-    add("utf8-bom", b"\xef\xbb\xbf" + _text(n(cases) + 1))
-    add("latin1-byte", _text(n(cases) + 1).replace(b"suite\n", b"su\xe9te\n", 1))
+    add("utf8-bom", b"\xef\xbb\xbf" + text())
+    add("latin1-byte", text().replace(b"suite\n", b"su\xe9te\n", 1))
     add(
         "cp1252-quotes",
-        _text(n(cases) + 1, "\x93Old Town\x94,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x")
+        text("\x93Old Town\x94,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x")
         .replace("\x93".encode(), b"\x93")
         .replace("\x94".encode(), b"\x94"),
     )
     add(
         "broken-utf8",
-        _text(n(cases) + 1)
+        text()
         + b"Prague\xc0\xaf,"
         + _row().split(",", 1)[1].encode()
         + b"\nA\xed\xa0\x80B,"
@@ -81,11 +88,10 @@ def _cases() -> dict[str, bytes]:
         + _row(datasource="x").encode()
         + b"\xe2\x82\n",
     )
-    add("utf16", ("\ufeff" + HEADER + "\n" + good(n(cases) + 1, 1) + "\n").encode("utf-16-le"))
+    add("utf16", ("\ufeff" + HEADER + "\n" + good(number(), 1) + "\n").encode("utf-16-le"))
     add(
         "multibyte-names",
-        _text(
-            n(cases) + 1,
+        text(
             _row("Plzeň 🚋 東京 é"),
             _row("Zero\u200bwidth"),
             _row("Line\u2028separator"),
@@ -94,8 +100,7 @@ def _cases() -> dict[str, bytes]:
     # Control characters.
     add(
         "nul-bytes",
-        _text(
-            n(cases) + 1,
+        text(
             _row("Old\x00Town"),
             _row(origin="POINT (1\x00 2)"),
             _row(when="2018-05-28\x0009:03:40"),
@@ -104,12 +109,11 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "escape-sequences",
-        _text(n(cases) + 1, _row(datasource="\x1b[31mred\x1b[0m"), _row("Bell\x07")),
+        text(_row(datasource="\x1b[31mred\x1b[0m"), _row("Bell\x07")),
     )
     add(
         "tabs-and-feeds",
-        _text(
-            n(cases) + 1,
+        text(
             _row("\tTabbed\t"),
             _row("In\tside"),
             _row("\x0bVert\x0c"),
@@ -118,8 +122,7 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "del-and-c1",
-        _text(
-            n(cases) + 1,
+        text(
             _row("Del\x7f"),
             _row("C1\u0085inside"),
             _row("\u0085C1 ends\u0085"),
@@ -129,75 +132,69 @@ def _cases() -> dict[str, bytes]:
     # Quoting.
     add(
         "all-quoted",
-        _text(
-            n(cases) + 1,
+        text(
             '"Quoted","POINT (14.4 50.0)","POINT (14.5 50.1)","2018-05-28 09:03:40","suite"',
         ),
     )
-    add("escaped-quotes", _text(n(cases) + 1, _row('"Old ""big"" Town"'), _row('"Comma, town"')))
+    add("escaped-quotes", text(_row('"Old ""big"" Town"'), _row('"Comma, town"')))
     add(
         "open-quote",
-        _text(
-            n(cases) + 1,
+        text(
             _row(datasource='"suite'),
             '"Bad,POINT (1 2),POINT (3 4),2018-05-28 09:03:40,x',
         ),
     )
     add(
         "field-split-by-line-break",
-        _text(
-            n(cases) + 1,
+        text(
             'Bad,POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40,"two',
             'lines"',
         ),
     )
     add(
         "field-split-in-three",
-        _text(
-            n(cases) + 1,
+        text(
             '"Three',
             "line",
             'region",POINT (14.4 50.0),POINT (14.5 50.1),2018-05-28 09:03:40,x',
         ),
     )
-    add("stray-quotes", _text(n(cases) + 1, _row('Old "Town"'), _row('Old Town"'), _row('a\\"b')))
+    add("stray-quotes", text(_row('Old "Town"'), _row('Old Town"'), _row('a\\"b')))
     # Line endings.
-    add("crlf", _text(n(cases) + 1, _row("Crlf"), ending="\r\n"))
-    add("cr-only", _text(n(cases) + 1, _row("Cr"), ending="\r"))
+    add("crlf", text(_row("Crlf"), ending="\r\n"))
+    add("cr-only", text(_row("Cr"), ending="\r"))
     add(
         "mixed-endings",
         (
             HEADER
             + "\r\n"
-            + good(n(cases) + 1, 1)
+            + good(number(), 1)
             + "\n"
             + _row("Mixed")
             + "\r"
-            + good(n(cases) + 1, 2)
+            + good(number(), 2)
             + "\r\n"
         ).encode(),
     )
-    add("no-final-newline", _text(n(cases) + 1).rstrip(b"\n"))
-    add("blank-lines", _text(n(cases) + 1, "", "   ", "\t", "\u3000", "", ending="\n"))
+    add("no-final-newline", text().rstrip(b"\n"))
+    add("blank-lines", text("", "   ", "\t", "\u3000", "", ending="\n"))
     # Sizes.
     add("empty", b"")
     add("header-only", (HEADER + "\n").encode())
-    add("megabyte-line", _text(n(cases) + 1, _row(datasource="x" * 1_000_000)))
+    add("megabyte-line", text(_row(datasource="x" * 1_000_000)))
     add(
         "names-too-long",
-        _text(
-            n(cases) + 1,
+        text(
             _row("R" * (MAX_TEXT_LENGTH + 1)),
             _row(datasource="é" * (MAX_TEXT_LENGTH + 1)),
             _row("é" * MAX_TEXT_LENGTH),
         ),
     )
-    add("many-commas", _text(n(cases) + 1, "," * 25_000, "x," * 30_000))
+    add("many-commas", text("," * 25_000, "x," * 30_000))
     # Numbers.
     add(
         "odd-numbers",
-        _text(
-            n(cases) + 1,
+        text(
             _row(origin="POINT (NaN 1)"),
             _row(origin="POINT (Infinity 1)"),
             _row(origin="POINT (0x10 2)"),
@@ -208,8 +205,7 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "range-edges",
-        _text(
-            n(cases) + 1,
+        text(
             _row(origin="POINT (180 90)", destination="POINT (-180 -90)"),
             _row(origin="POINT (180.0000001 0)"),
             _row(destination="POINT (0 -90.0000001)"),
@@ -217,8 +213,7 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "loose-points",
-        _text(
-            n(cases) + 1,
+        text(
             _row(origin="point(1e1 -2E-1)"),
             _row(origin=" POINT\t( 1  2 ) "),
             _row(origin="POINT (1 2 3)"),
@@ -227,13 +222,12 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "decimal-commas",
-        _text(n(cases) + 1, "Bad,POINT (14,4 50,0),POINT (14,5 50,1),2018-05-28 09:03:40,x"),
+        text("Bad,POINT (14,4 50,0),POINT (14,5 50,1),2018-05-28 09:03:40,x"),
     )
     # Dates.
     add(
         "window-edges",
-        _text(
-            n(cases) + 1,
+        text(
             _row(when="0001-01-01 00:00:00"),
             _row(when="9999-12-31 23:59:59"),
             _row(when="1969-12-31 23:59:59"),
@@ -244,8 +238,7 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "impossible-times",
-        _text(
-            n(cases) + 1,
+        text(
             _row(when="2018-02-29 00:00:00"),
             _row(when="2018-05-28 24:00:00"),
             _row(when="2018-05-28 23:59:60"),
@@ -255,8 +248,7 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "time-formats",
-        _text(
-            n(cases) + 1,
+        text(
             _row("Iso", when="2018-05-28T09:03:41"),
             _row(when="2018-05-28T09:03:40Z"),
             _row(when="2018-05-28 09:03:40.5"),
@@ -267,9 +259,9 @@ def _cases() -> dict[str, bytes]:
     # Headers.
     add(
         "header-missing-column",
-        _text(n(cases) + 1, header="region,origin_coord,destination_coord,datetime"),
+        text(header="region,origin_coord,destination_coord,datetime"),
     )
-    add("header-extra-column", _text(n(cases) + 1, header=HEADER + ",note"))
+    add("header-extra-column", text(header=HEADER + ",note"))
     add(
         "header-reordered",
         (
@@ -279,25 +271,21 @@ def _cases() -> dict[str, bytes]:
     )
     add(
         "header-repeated-column",
-        _text(
-            n(cases) + 1, header="region,region,origin_coord,destination_coord,datetime,datasource"
-        ),
+        text(header="region,region,origin_coord,destination_coord,datetime,datasource"),
     )
-    add("header-uppercase", _text(n(cases) + 1, header=HEADER.upper()))
+    add("header-uppercase", text(header=HEADER.upper()))
     add(
         "header-padded",
-        _text(
-            n(cases) + 1, header=" region , origin_coord,destination_coord ,datetime,\tdatasource"
-        ),
+        text(header=" region , origin_coord,destination_coord ,datetime,\tdatasource"),
     )
     # Compression: gzip bytes under a .csv name are binary garbage to a text reader.
-    add("gzip-named-csv", gzip.compress(_text(n(cases) + 1), mtime=0))
+    add("gzip-named-csv", gzip.compress(text(), mtime=0))
     # Partial writes: the writer stopped mid-line.
-    add("cut-mid-line", _text(n(cases) + 1) + _row("Cut").encode()[:40])
+    add("cut-mid-line", text() + _row("Cut").encode()[:40])
     # Repeats: within a file, and trips a batch before this one already stored.
     add(
         "repeated-lines",
-        _text(n(cases) + 1, good(n(cases) + 1, 3), good(n(cases) + 1, 3), good(n(cases) + 1, 3)),
+        text(good(number(), 3), good(number(), 3), good(number(), 3)),
     )
     add("sample-again", SAMPLE.read_bytes())
     return cases

@@ -23,14 +23,18 @@ class SparkRunnerMode(StrEnum):
     SUBMIT = "submit"
 
 
+def machine_memory() -> int:
+    """Return the machine's physical memory in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def default_spark_memory() -> str:
     """A sixth of the machine's memory (to 512 MiB), between 1 GiB and 8 GiB, in Spark's units.
 
     At 2g, the final stage of a 10M-row batch (de-duplication and sort) spilled 3.7-5.2 GB
     and took 53-61 s instead of 37 s at 4g (docs/benchmarks.md); a sixth leaves the managed
     PostgreSQL its quarter, Airflow and the page cache the rest."""
-    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    sixth = round(total / 6 / 2**29) * 512  # MiB, to the nearest 512
+    sixth = round(machine_memory() / 6 / 2**29) * 512  # MiB, to the nearest 512
     return f"{max(1024, min(8192, sixth))}m"
 
 

@@ -206,6 +206,9 @@ def settled_files(lake: Lake, directory: str, seconds: float) -> tuple[list[str]
     between writes can still look complete, which is why writers should write under a
     hidden or in-flight name and rename (README, "Landing files")."""
     before = file_sizes(lake, directory)
+    if not before:
+        # Nothing waiting: no wait either (a file landing now is not complete yet anyway).
+        return [], []
     time.sleep(seconds)
     after = file_sizes(lake, directory)
     stable = stable_files(before, after)

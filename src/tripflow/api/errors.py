@@ -132,9 +132,10 @@ MAX_TARGET_BYTES = 8192
 
 def _refuse_long_targets() -> None:
     target = request.full_path if request.query_string else request.path
-    if len(target.encode()) > MAX_TARGET_BYTES:
+    size = len(target.encode())
+    if size > MAX_TARGET_BYTES:
         raise RequestURITooLarge(
-            f"The request target is {len(target.encode()):,} bytes long, more than the "
+            f"The request target is {size:,} bytes long, more than the "
             f"{MAX_TARGET_BYTES:,} this API reads."
         )
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
+from tripflow.config import machine_memory
+
 if TYPE_CHECKING:
     from tripflow.config import Settings
 
@@ -27,8 +29,7 @@ def _shared_buffers_mb() -> int:
     With 512 MB, publishing 10M trips into a table of 20M spent 14+ minutes evicting and
     re-reading pages of the key index (random MD5 keys touch a random page per row); the
     indexes of 100M trips take about 12 GB."""
-    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return max(512, min(8192, total // 4 // 2**20))
+    return max(512, min(8192, machine_memory() // 4 // 2**20))
 
 
 # Server settings for a single-machine analytics load; passed on the command line so they
