@@ -73,7 +73,8 @@ down: ## Stop the whole local stack
 psql: ## Open psql on the warehouse
 	psql "$$($(TRIPFLOW) db url)"
 
-clean: down ## Stop everything and delete the local state (.tripflow)
+clean: down ## Stop everything and delete the local state (.tripflow, and the database's data)
+	-@if [ -x $(TRIPFLOW) ]; then $(TRIPFLOW) db remove --yes; fi
 	rm -rf .tripflow
 
 bench-setup: setup

@@ -53,8 +53,16 @@ def ensure_database(settings: Settings) -> str:
     from tripflow.warehouse.database import migrate
 
     if settings.manages_database:
+        cluster = ManagedPostgres(settings)
+        if cluster.outside_home and not cluster.initialized:
+            console.print(
+                f"the `postgres` user cannot reach {settings.home_dir}: the managed "
+                f"PostgreSQL keeps its data in {cluster.directory} (`tripflow db remove` "
+                "deletes it)",
+                highlight=False,
+            )
         try:
-            ManagedPostgres(settings).start()
+            cluster.start()
         except PostgresError as error:
             raise fail(str(error)) from error
     url = settings.database_dsn
@@ -63,6 +71,16 @@ def ensure_database(settings: Settings) -> str:
     except Exception as error:
         raise fail(f"cannot migrate the database: {error}") from error
     return url
+
+
+def ensure_api_login(settings: Settings) -> None:
+    """Fail clearly, before the API starts, when its database role cannot log in."""
+    from tripflow.warehouse import roles
+
+    try:
+        roles.check_login(settings.api_database_dsn)
+    except roles.RoleError as error:
+        raise fail(str(error)) from error
 
 
 @app.command("add-file")
@@ -298,6 +316,7 @@ def serve(
     """Serve the API with gunicorn in the foreground (`tripflow up` runs it in the background)."""
     settings = Settings()
     ensure_database(settings)
+    ensure_api_login(settings)
     if port:
         settings.api_port = port
     if host:
@@ -318,6 +337,7 @@ def up(
     checks."""
     settings = Settings()
     ensure_database(settings)
+    ensure_api_login(settings)
     with errors.status("starting the stack (Airflow takes about a minute the first time)..."):
         try:
             stack.up(settings, with_airflow=airflow)
@@ -618,6 +638,27 @@ def db_stop() -> None:
     """Stop the managed PostgreSQL."""
     ManagedPostgres(Settings()).stop()
     console.print("PostgreSQL stopped")
+
+
+@db_app.command("remove")
+def db_remove(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: every trip is deleted.")] = False,
+) -> None:
+    """Stop the managed PostgreSQL and delete its data, wherever it lives."""
+    settings = Settings()
+    if not settings.manages_database:
+        raise fail("TRIPFLOW_DATABASE_URL is set: that server is not managed by tripflow")
+    cluster = ManagedPostgres(settings)
+    if not yes:
+        raise fail(f"this deletes the database in {cluster.directory}: add --yes to confirm")
+    try:
+        removed = cluster.remove()
+    except PostgresError as error:
+        raise fail(str(error)) from error
+    console.print(
+        f"deleted {cluster.directory}" if removed else "no managed database to delete",
+        highlight=False,
+    )
 
 
 @db_app.command("status")

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         description="Weekly-average answers each API worker keeps, by question and data "
         "version (a publish that adds trips makes them stale at once); 0 turns it off.",
     )
+    api_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL the API connects with. Default: the role tripflow_api "
+        "that `tripflow migrate` creates, with SELECT on what the API reads and nothing else.",
+    )
     api_lock_timeout: float = Field(
         default=2.0,
         gt=0,
@@ -136,8 +141,9 @@ class Settings(BaseSettings):
     airflow_password: str = Field(default="admin", description="Airflow UI password.")
     airflow_database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of Airflow's metadata database. "
-        "Default: the database `airflow` on the warehouse's server.",
+        description="SQLAlchemy URL of Airflow's metadata database. Default: the database "
+        "`airflow` on the warehouse's server (on the managed cluster, owned by its own role "
+        "tripflow_airflow).",
     )
     database_data_dir: Path | None = Field(
         default=None,
@@ -263,12 +269,25 @@ class Settings(BaseSettings):
     @property
     def managed_database_dir(self) -> Path:
         """Return the directory of the PostgreSQL cluster tripflow manages."""
-        return self.home_dir / "postgres"
+        from tripflow.services import postgres
+
+        return postgres.cluster_directory(self.home_dir)
 
     @property
     def manages_database(self) -> bool:
         """Tell whether tripflow runs its own PostgreSQL cluster."""
         return not self.database_url
+
+    @property
+    def api_database_dsn(self) -> str:
+        """Return the URL the API connects with: its own read-only role unless one is set
+        (the owner's, when its URL has no password to derive the role's from)."""
+        if self.api_database_url:
+            return self.api_database_url
+        from tripflow.warehouse import roles
+
+        owner = self.database_dsn
+        return roles.login_url(owner, roles.API_LOGIN) or owner
 
     @property
     def database_dsn(self) -> str:

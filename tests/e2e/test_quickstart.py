@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -125,3 +127,41 @@ def test_ingest_leaves_a_file_still_being_written_and_loads_it_once_complete(
     assert "left growing.csv in the landing dir" in early.stderr
     done = json.loads(tripflow(environment, "ingest", "--json").stdout)
     assert [(b["status"], b["rows_read"], b["rows_loaded"]) for b in done] == [("done", 100, 100)]
+
+
+@pytest.mark.e2e
+def test_a_clone_in_a_private_home_runs_the_quick_start(environment: dict[str, str]) -> None:
+    # Root's home on Debian is 0700: the `postgres` user cannot reach a clone in it.
+    private = Path(tempfile.mkdtemp(prefix="tripflow-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    clone = private / "tripflow"
+    repository = Path(__file__).resolve().parents[2]
+    subprocess.run(["git", "clone", "--quiet", str(repository), str(clone)], check=True)
+    # The clone's default home (.tripflow in the clone), as `make run` there would use.
+    env = {key: value for key, value in environment.items() if key != "TRIPFLOW_HOME"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [TRIPFLOW, *args], env=env, cwd=clone, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    try:
+        started = run("db", "start")
+        run("add-file", str(SAMPLE))
+        batches = json.loads(run("ingest", "--json").stdout)
+        run("up", "--no-airflow")
+        api = f"http://127.0.0.1:{env['TRIPFLOW_API_PORT']}"
+        status, _, answer = get(f"{api}/weekly-average?bbox=14.2,49.9,14.7,50.2")
+    finally:
+        subprocess.run([TRIPFLOW, "down"], env=env, cwd=clone, capture_output=True, check=False)
+        removed = subprocess.run(
+            [TRIPFLOW, "db", "remove", "--yes"], env=env, cwd=clone, capture_output=True, text=True
+        )
+        shutil.rmtree(private, ignore_errors=True)
+    if os.geteuid() == 0:
+        assert "cannot reach" in started.stdout and "/var/lib/tripflow/" in started.stdout
+    assert [(b["status"], b["rows_loaded"]) for b in batches] == [("done", 100)]
+    assert status == 200 and answer["trips"] > 0
+    assert removed.returncode == 0 and "deleted" in removed.stdout

@@ -25,7 +25,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.json.sort_keys = False  # type: ignore[attr-defined]
     settings = settings or Settings()
     if database_url is None:
-        database_url = settings.database_dsn
+        # The API's own role (SELECT on what it reads), not the pipeline's owner.
+        database_url = settings.api_database_dsn
     database = Database(
         database_url, timeout=DEFAULT_POOL_TIMEOUT, lock_timeout=settings.api_lock_timeout
     )

@@ -25,11 +25,22 @@ def airflow_home(settings: Settings) -> Path:
     return settings.home_dir / "airflow"
 
 
+def owns_metadata_role(settings: Settings) -> bool:
+    """Tell whether Airflow's metadata database is tripflow's to create, with its own role."""
+    return settings.manages_database and not settings.airflow_database_url
+
+
 def metadata_url(settings: Settings) -> str:
     """Return the SQLAlchemy URL of Airflow's metadata database."""
     if settings.airflow_database_url:
         return settings.airflow_database_url
-    parts = urlsplit(settings.database_dsn)
+    url = settings.database_dsn
+    if owns_metadata_role(settings):
+        # Imported here: the DAG file imports this module, and parsing it connects nothing.
+        from tripflow.warehouse import roles
+
+        url = roles.login_url(url, roles.AIRFLOW_LOGIN) or url
+    parts = urlsplit(url)
     return urlunsplit(
         ("postgresql+psycopg2", parts.netloc, f"/{METADATA_DATABASE}", parts.query, "")
     )

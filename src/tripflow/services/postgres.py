@@ -3,10 +3,13 @@ TRIPFLOW_DATABASE_URL is given."""
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +56,59 @@ class PostgresError(RuntimeError):
     """The managed cluster could not be set up, started or stopped."""
 
 
+# Where the cluster of a home the `postgres` user cannot reach lives instead (a clone in
+# root's home, mode 0700 on Debian): PostgreSQL refuses to run as root, and its own user must
+# reach its data directory.
+OUTSIDE_HOME_ROOT = Path("/var/lib/tripflow")
+
+
+def _postgres_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError as error:
+        raise PostgresError("no `postgres` system user: run `make setup`") from error
+
+
+def reachable_by(directory: Path, user: pwd.struct_passwd) -> bool:
+    """Tell whether a user may search every existing directory down to this one."""
+    groups = {user.pw_gid} | {
+        group.gr_gid for group in grp.getgrall() if user.pw_name in group.gr_mem
+    }
+    for path in [*reversed(directory.parents), directory]:
+        try:
+            mode = path.stat()
+        except FileNotFoundError:
+            # What does not exist yet is made by root with the default, searchable mode.
+            return True
+        if mode.st_uid == user.pw_uid:
+            allowed = mode.st_mode & stat.S_IXUSR
+        elif mode.st_gid in groups:
+            allowed = mode.st_mode & stat.S_IXGRP
+        else:
+            allowed = mode.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
+def cluster_directory(home: Path) -> Path:
+    """Return where the managed cluster of a home lives: `<home>/postgres`, or, when tripflow
+    runs as root and the `postgres` user cannot reach the home, a directory of its own under
+    /var/lib/tripflow (the first choice made for a home sticks)."""
+    inside = home / "postgres"
+    if os.geteuid() != 0 or (inside / "data" / "PG_VERSION").exists():
+        return inside
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    outside = OUTSIDE_HOME_ROOT / f"{home.parent.name or 'root'}-{home.name}-{digest}"
+    if (outside / "data" / "PG_VERSION").exists():
+        return outside
+    try:
+        user = _postgres_user()
+    except PostgresError:
+        return inside
+    return inside if reachable_by(home, user) else outside
+
+
 def find_bindir() -> Path:
     """Return the directory of the newest installed PostgreSQL server binaries."""
     candidates = sorted(
@@ -75,6 +131,8 @@ class ManagedPostgres:
 
     def __init__(self, settings: Settings) -> None:
         self.directory = settings.managed_database_dir
+        # Outside the home when the `postgres` user cannot reach it (cluster_directory).
+        self.outside_home = not self.directory.is_relative_to(settings.home_dir)
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
         self.password_file = self.directory / "password"
@@ -100,16 +158,12 @@ class ManagedPostgres:
         self.directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError as error:
-            raise PostgresError("no `postgres` system user: run `make setup`") from error
-        for parent in self.directory.parents:
-            if parent.stat().st_mode & 0o001 == 0:
-                raise PostgresError(
-                    f"{parent} is not searchable by other users, so the `postgres` user cannot "
-                    f"reach {self.directory}: choose a TRIPFLOW_HOME elsewhere or chmod o+x it"
-                )
+        owner = _postgres_user()
+        if not reachable_by(self.directory.parent, owner):
+            raise PostgresError(
+                f"the `postgres` user cannot reach {self.directory}: choose a TRIPFLOW_HOME "
+                "elsewhere or let other users search its parent directories (chmod o+x)"
+            )
         os.chown(self.directory, owner.pw_uid, owner.pw_gid)
         for path in self.directory.iterdir():
             os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -193,6 +247,14 @@ class ManagedPostgres:
                     statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
                 conn.execute(statement)
         return self.url(name)
+
+    def remove(self) -> bool:
+        """Stop the server and delete the cluster's directory; tell whether there was one."""
+        if not self.directory.exists():
+            return False
+        self.stop()
+        shutil.rmtree(self.directory)
+        return True
 
     def stop(self) -> None:
         """Stop the server if it runs."""

@@ -25,6 +25,7 @@ from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_
 from tripflow.config import Settings, SparkRunnerMode
 from tripflow.services import airflow, spark_connect
 from tripflow.services.postgres import ManagedPostgres
+from tripflow.warehouse import roles
 
 AIRFLOW_PROGRAMS = (
     "airflow-api-server",
@@ -164,9 +165,12 @@ def _environment(settings: Settings, with_airflow: bool) -> dict[str, str]:
 
 
 def prepare_airflow(settings: Settings) -> None:
-    """Create Airflow's metadata database if tripflow manages the server, then migrate it."""
-    if settings.manages_database and not settings.airflow_database_url:
-        ManagedPostgres(settings).create_database(airflow.METADATA_DATABASE)
+    """Create Airflow's metadata database and its own role if tripflow manages the server,
+    then migrate it."""
+    if airflow.owns_metadata_role(settings):
+        roles.ensure_owned_database(
+            ManagedPostgres(settings).url(), roles.AIRFLOW_LOGIN, airflow.METADATA_DATABASE
+        )
     airflow.write_passwords_file(settings)
     result = subprocess.run(
         [venv_bin("airflow"), "db", "migrate"],

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 
 import psycopg
 from yoyo import get_backend, read_migrations
+
+from tripflow.warehouse import roles
+
+log = logging.getLogger(__name__)
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
@@ -22,7 +27,8 @@ def _yoyo_url(url: str) -> str:
 
 def migrate(url: str, *, before: str | None = None) -> list[str]:
     """Apply the migrations not yet applied, in order (with `before`, only those whose id
-    sorts before it: a database of an earlier schema, for tests); return their ids."""
+    sorts before it: a database of an earlier schema, for tests), then give the API's role
+    SELECT on what it reads; return the ids applied."""
     directory = Path(str(resources.files("tripflow.warehouse") / "migrations"))
     backend = get_backend(_yoyo_url(url))
     try:
@@ -32,10 +38,14 @@ def migrate(url: str, *, before: str | None = None) -> list[str]:
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
-        return [migration.id for migration in pending]
     finally:
         # yoyo leaves its connection open; an unclosed psycopg connection warns.
         backend.connection.close()
+    with connect(url, autocommit=True) as conn:
+        problem = roles.grant_api_access(conn, url)
+    if problem:
+        log.warning("the API keeps no role of its own: %s", problem)
+    return [migration.id for migration in pending]
 
 
 def applied_migrations(url: str) -> list[str]:
