@@ -80,7 +80,8 @@ class PartitionStep:
 
 
 class NotEnoughDisk(RuntimeError):
-    """The database's disk cannot take the batch; nothing was written."""
+    """The database's disk cannot take the batch (seen before writing, or met while writing
+    and rolled back); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,23 @@ def publish_batch(
     Counts on the batch and its files, the status and the notification commit together
     with the rows, so a crash leaves either all of it or none. Only the partitions of the
     batch's weeks are written; with `disk`, a batch the database's disk cannot take fails
-    before anything is written. With `serving`, the batch's segment of the serving copy is
-    written before the commit: readers take a segment only for a batch PostgreSQL says is
-    published, so both stores show the batch at once."""
+    before anything is written (NotEnoughDisk, raised too when the disk fills up while
+    writing and the publish is rolled back). With `serving`, the batch's segment of the
+    serving copy is written before the commit: readers take a segment only for a batch
+    PostgreSQL says is published, so both stores show the batch at once."""
     try:
-        return _publish(conn, batch_id, serving, disk)
+        try:
+            return _publish(conn, batch_id, serving, disk)
+        except psycopg.errors.DiskFull as error:
+            # Met while writing: the free-space check sees only the data directory's disk (not
+            # a tablespace elsewhere) and not other writers meanwhile. The transaction is
+            # rolled back; PostgreSQL's own words name a file, not what to do.
+            cause = error.diag.message_primary or error
+            raise NotEnoughDisk(
+                f"the database's disk filled up while publishing batch {batch_id} ({cause}). "
+                "The publish was rolled back and nothing was written: free disk space, then "
+                "`tripflow retry` the batch"
+            ) from error
     except BaseException:
         if serving is not None:
             serving.abandon(batch_id)
