@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,11 +16,14 @@ from flask.testing import FlaskClient
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY, Database
 from tripflow.api.params import (
+    MOMENT_PATTERN,
+    NAME_PATTERN,
     ParamError,
     parse_area_query,
     parse_bbox,
     parse_ingestion_limit,
     parse_moment,
+    parse_name,
 )
 from tripflow.weeks import AreaQuery, BBox, Match
 
@@ -61,11 +66,20 @@ BAD_QUERIES: list[tuple[str, str, str]] = [
     ("region=", "region", "must not be empty"),
     ("region=%20%20", "region", "must not be empty"),
     ("datasource=", "datasource", "must not be empty"),
+    # No stored name holds a control character; NUL would not even reach PostgreSQL.
+    ("region=Prag%00ue", "region", "holds the control character '\\x00'"),
+    ("datasource=funny%C2%85car", "datasource", "holds the control character '\\x85'"),
+    ("region=%09Prague", "region", "holds the control character '\\t'"),
     ("from=2018-5-1", "from", "is not YYYY-MM-DD"),
     ("from=2018-05-01T10:00", "from", "is not YYYY-MM-DD"),
     ("from=2018-05-01T10:00:00Z", "from", "is not YYYY-MM-DD"),
     ("from=2018-05-01T10:00:00.5", "from", "is not YYYY-MM-DD"),
     ("from=yesterday", "from", "is not YYYY-MM-DD"),
+    ("from=%202018-05-01", "from", "is not YYYY-MM-DD"),
+    ("to=2018-05-01%0A", "to", "is not YYYY-MM-DD"),
+    # Arabic-Indic digits.
+    ("from=%D9%A2%D9%A0%D9%A1%D9%A8-05-01", "from", "is not YYYY-MM-DD"),
+    ("from=0000-01-01", "from", "is not a calendar date"),
     ("from=2018-02-30", "from", "is not a calendar date"),
     ("to=2018-13-01", "to", "is not a calendar date"),
     ("to=2018-05-01T24:00:00", "to", "is not a valid date and time"),
@@ -76,6 +90,7 @@ BAD_QUERIES: list[tuple[str, str, str]] = [
     ("match=all", "match", "is not one of both, origin, destination, either"),
     ("match=BOTH", "match", "is not one of both, origin, destination, either"),
     ("match=", "match", "is not one of"),
+    ("match=both%20", "match", "is not one of"),
     ("box=1,2,3,4", "box", "unknown parameter"),
     ("from_=2018-05-01", "from_", "unknown parameter"),
     ("region=Prague&region=Turin", "region", "given 2 times"),
@@ -138,12 +153,58 @@ def test_bbox_accepts_a_degenerate_point_box_and_the_globe_edges() -> None:
     assert parse_bbox(" 1 , 2 ,3e0, +4.") == BBox(1.0, 2.0, 3.0, 4.0)
 
 
+def test_name_pattern_of_the_openapi_document_accepts_what_the_parser_accepts() -> None:
+    # Every character of the Basic Multilingual Plane (all whitespace and control characters
+    # are there) and a few beyond it, alone, between letters and at either end: the document's
+    # pattern and parse_name must draw the same line. fullmatch: JSON Schema reads `$` as
+    # the end of the text, where Python's re.match would also take a final newline.
+    pattern = re.compile(NAME_PATTERN)
+
+    def parses(text: str) -> bool:
+        try:
+            parse_name(text)
+        except ValueError:
+            return False
+        return True
+
+    codes = [*range(0xD800), *range(0xE000, 0x10000), 0x1F600, 0x20000, sys.maxunicode]
+    for character in map(chr, codes):
+        for text in (character, f"a{character}b", f"{character}ab", f"ab{character}"):
+            assert bool(pattern.fullmatch(text)) == parses(text), (hex(ord(character)), text)
+
+
+def test_moment_pattern_of_the_openapi_document_accepts_what_the_parser_accepts() -> None:
+    pattern = re.compile(MOMENT_PATTERN)
+
+    def parses(text: str) -> bool:
+        try:
+            parse_moment(text)
+        except ValueError:
+            return False
+        return True
+
+    years = ["0000", "0001", "0004", "0100", "0400", "1900", "2000", "2018", "2024", "9999"]
+    days = [
+        f"{year}-{month:02d}-{day:02d}"
+        for year in years
+        for month in range(14)
+        for day in range(33)
+    ]
+    times = ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "9:00:00"]
+    texts = [*days, *(f"2024-02-29{sep}{time}" for sep in "T t" for time in times)]
+    texts += ["2018-05-01 ", " 2018-05-01", "2018-05-01\n", "2018-5-01", "20180501", ""]
+    assert sum(map(parses, texts)) > 3000
+    # fullmatch: JSON Schema's `$` ends the text (see the name pattern's test).
+    for text in texts:
+        assert bool(pattern.fullmatch(text)) == parses(text), text
+
+
 def test_moment_accepts_a_bare_date_as_midnight() -> None:
     assert parse_moment("2018-12-31") == datetime(2018, 12, 31)
     assert parse_moment("2018-12-31T23:59:59") == datetime(2018, 12, 31, 23, 59, 59)
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "1001", "ten", "1.5", ""])
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "ten", "1.5", "", " 5", "5\n", "\u0665"])
 def test_ingestion_limit_must_be_a_whole_number_in_range(limit: str) -> None:
     with pytest.raises(ParamError, match="limit"):
         parse_ingestion_limit({"limit": [limit]})

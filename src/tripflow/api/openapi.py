@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tripflow.api.params import DEFAULT_INGESTION_LIMIT, MAX_INGESTION_LIMIT
+from tripflow.api.errors import MAX_TARGET_BYTES
+from tripflow.api.params import (
+    DEFAULT_INGESTION_LIMIT,
+    MAX_INGESTION_LIMIT,
+    MOMENT_PATTERN,
+    NAME_PATTERN,
+)
+from tripflow.records import MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
 from tripflow.warehouse.ingestions import Status
 from tripflow.weeks import MAX_SPAN_WEEKS, Match
 
@@ -40,13 +47,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INTEGER = {"type": ["integer", "null"]}
+_NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
         "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _closed(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An object with exactly these properties, every one always present."""
+    return {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+        **extra,
     }
 
 
@@ -66,30 +90,49 @@ def _query(name: str, description: str, schema: dict[str, Any], example: Any) ->
 
 
 _AREA_PARAMETERS = [
-    _query(
-        "bbox",
-        "Bounding box `min_lon,min_lat,max_lon,max_lat` in EPSG:4326; edges are inside; "
-        "min may equal max (a line or a point).",
-        {"type": "string", "pattern": r"^[^,]+,[^,]+,[^,]+,[^,]+$"},
-        "14.3,49.9,14.6,50.2",
-    ),
+    {
+        **_query(
+            "bbox",
+            "Bounding box `min_lon,min_lat,max_lon,max_lat` in EPSG:4326, decimal numbers "
+            "(spaces around them are ignored); edges are inside; min may equal max (a line or "
+            "a point) but not exceed it.",
+            {
+                "type": "array",
+                "prefixItems": [
+                    {"type": "number", "minimum": MIN_LON, "maximum": MAX_LON},
+                    {"type": "number", "minimum": MIN_LAT, "maximum": MAX_LAT},
+                    {"type": "number", "minimum": MIN_LON, "maximum": MAX_LON},
+                    {"type": "number", "minimum": MIN_LAT, "maximum": MAX_LAT},
+                ],
+                "items": False,
+                "minItems": 4,
+            },
+            [14.3, 49.9, 14.6, 50.2],
+        ),
+        # One comma-separated value, as `bbox=14.3,49.9,14.6,50.2`.
+        "style": "form",
+        "explode": False,
+    },
     _query(
         "region",
-        "Only trips of this region (exact name).",
-        {"type": "string", "minLength": 1},
+        "Only trips of this region (exact name; spaces at either end are ignored; no control "
+        "characters).",
+        {"type": "string", "pattern": NAME_PATTERN},
         "Prague",
     ),
     _query(
         "datasource",
-        "Only trips of this datasource (exact name).",
-        {"type": "string", "minLength": 1},
+        "Only trips of this datasource (exact name; spaces at either end are ignored; no "
+        "control characters).",
+        {"type": "string", "pattern": NAME_PATTERN},
         "funny_car",
     ),
     _query(
         "from",
-        "Inclusive start, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS` (wall-clock time). Without it "
-        "the span starts at the week of the earliest trip of the region/datasource.",
-        {"type": "string"},
+        "Inclusive start, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS` (wall-clock time; a space may "
+        "replace the T). Without it the span starts at the week of the earliest trip of the "
+        "region/datasource.",
+        {"type": "string", "pattern": MOMENT_PATTERN},
         "2018-05-01",
     ),
     _query(
@@ -97,7 +140,7 @@ _AREA_PARAMETERS = [
         "Exclusive end, same formats; must be later than `from`. Without it the span ends at "
         "the week of the latest trip of the region/datasource. An end at Monday 00:00 does not "
         f"add that week. A span may hold at most {MAX_SPAN_WEEKS} weeks.",
-        {"type": "string"},
+        {"type": "string", "pattern": MOMENT_PATTERN},
         "2018-06-01",
     ),
     _query(
@@ -108,11 +151,9 @@ _AREA_PARAMETERS = [
     ),
 ]
 
-_NAMED_COUNT = {
-    "type": "object",
-    "required": ["name", "trips"],
-    "properties": {"name": {"type": "string"}, "trips": {"type": "integer"}},
-}
+_NAMED_COUNT = _closed({"name": {"type": "string"}, "trips": _COUNT})
+_DATE = {"type": "string", "format": "date"}
+_NULLABLE_DATE = {"type": ["string", "null"], "format": "date"}
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -127,103 +168,110 @@ _SCHEMAS: dict[str, Any] = {
             "invalid_params": {
                 "type": "array",
                 "description": "Present on 400 answers: one entry per rejected parameter.",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "reason"],
-                    "properties": {"name": {"type": "string"}, "reason": {"type": "string"}},
-                },
+                "items": _closed({"name": {"type": "string"}, "reason": {"type": "string"}}),
             },
         },
+        "additionalProperties": False,
     },
-    "WeeklyAverage": {
-        "type": "object",
-        "required": [
-            "trips",
-            "weeks",
-            "weekly_average",
-            "first_week",
-            "last_week",
-            "series",
-            "query",
-        ],
-        "properties": {
-            "trips": {"type": "integer", "description": "Matching trips in the span."},
-            "weeks": {"type": "integer", "description": "ISO weeks in the span, empty ones too."},
-            "weekly_average": {"type": "number", "description": "trips / weeks (0 if no week)."},
-            "first_week": {"type": ["string", "null"], "format": "date"},
-            "last_week": {"type": ["string", "null"], "format": "date"},
+    "WeeklyAverage": _closed(
+        {
+            "trips": {**_COUNT, "description": "Matching trips in the span."},
+            "weeks": {**_COUNT, "description": "ISO weeks in the span, empty ones too."},
+            "weekly_average": {
+                "type": "number",
+                "minimum": 0,
+                "description": "trips / weeks (0 if no week).",
+            },
+            "first_week": _NULLABLE_DATE,
+            "last_week": _NULLABLE_DATE,
             "series": {
                 "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["week", "week_start", "trips"],
-                    "properties": {
-                        "week": {"type": "string", "example": "2018-W21"},
-                        "week_start": {"type": "string", "format": "date"},
-                        "trips": {"type": "integer"},
-                    },
-                },
+                "items": _closed(
+                    {
+                        "week": {
+                            "type": "string",
+                            "pattern": "^[0-9]{4}-W[0-9]{2}$",
+                            "example": "2018-W21",
+                        },
+                        "week_start": _DATE,
+                        "trips": _COUNT,
+                    }
+                ),
             },
-            "query": {
-                "type": "object",
-                "description": "The question as understood.",
-                "properties": {
-                    "bbox": {"type": ["array", "null"], "items": {"type": "number"}},
+            "query": _closed(
+                {
+                    "bbox": {
+                        "type": ["array", "null"],
+                        "items": {"type": "number"},
+                        "minItems": 4,
+                        "maxItems": 4,
+                    },
                     "region": _NULLABLE_STRING,
                     "datasource": _NULLABLE_STRING,
                     "from": _NULLABLE_STRING,
                     "to": _NULLABLE_STRING,
                     "match": {"type": "string", "enum": [str(mode) for mode in Match]},
                 },
-            },
-        },
-    },
-    "IngestionFile": {
-        "type": "object",
-        "properties": {
+                description="The question as understood.",
+            ),
+        }
+    ),
+    "IngestionFile": _closed(
+        {
             "file_id": {"type": "integer"},
             "name": {"type": "string"},
             "status": {"type": "string", "enum": ["claimed", "loaded", "rejected"]},
             "checksum": {"type": "string"},
-            "size_bytes": {"type": "integer"},
+            "size_bytes": _COUNT,
             "landing_path": {"type": "string"},
             "processed_path": _NULLABLE_STRING,
             "same_as_file_id": _NULLABLE_INTEGER,
-            "rows_read": _NULLABLE_INTEGER,
-            "rows_loaded": _NULLABLE_INTEGER,
-            "rows_rejected": _NULLABLE_INTEGER,
-            "rows_duplicate": _NULLABLE_INTEGER,
+            "rows_read": _NULLABLE_COUNT,
+            "rows_loaded": _NULLABLE_COUNT,
+            "rows_rejected": _NULLABLE_COUNT,
+            "rows_duplicate": _NULLABLE_COUNT,
             "error": _NULLABLE_STRING,
-            "claimed_at": {"type": "string", "format": "date-time"},
+            "claimed_at": _TIME,
             "finished_at": _NULLABLE_TIME,
-        },
-    },
-    "IngestionBatch": {
-        "type": "object",
-        "properties": {
+        }
+    ),
+    "IngestionBatch": _closed(
+        {
             "batch_id": {"type": "integer"},
             # Every status a batch can have, `failed` (set aside) included.
             "status": {"type": "string", "enum": [str(status) for status in Status]},
-            "file_count": {"type": "integer"},
-            "rows_read": _NULLABLE_INTEGER,
-            "rows_loaded": _NULLABLE_INTEGER,
-            "rows_rejected": _NULLABLE_INTEGER,
-            "rows_duplicate": _NULLABLE_INTEGER,
-            "rows_staged": _NULLABLE_INTEGER,
-            "attempts": {"type": "integer"},
+            "file_count": _COUNT,
+            "rows_read": _NULLABLE_COUNT,
+            "rows_loaded": _NULLABLE_COUNT,
+            "rows_rejected": _NULLABLE_COUNT,
+            "rows_duplicate": _NULLABLE_COUNT,
+            "rows_staged": _NULLABLE_COUNT,
+            "attempts": _COUNT,
             "error": _NULLABLE_STRING,
-            "claimed_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
+            "claimed_at": _TIME,
+            "updated_at": _TIME,
             "finished_at": _NULLABLE_TIME,
             "files": {"type": "array", "items": {"$ref": "#/components/schemas/IngestionFile"}},
-        },
-    },
+        }
+    ),
 }
 
-_BAD_REQUEST = _problem("Invalid query parameters (unknown, repeated or malformed).")
+_BAD_REQUEST = _problem(
+    "Invalid query parameters (unknown, repeated or malformed, or a range the rules refuse): "
+    "`invalid_params` names each."
+)
+_TOO_LONG = _problem(f"The request target (path and query) is over {MAX_TARGET_BYTES} bytes.")
+_INTERNAL_ERROR = _problem("The server failed to answer; the error has been logged.")
 _UNAVAILABLE = _problem(
     "The database cannot be reached, or (type trips-being-published) a large publish holds "
-    "the trips this question needs; retry after Retry-After seconds."
+    "the trips this question needs; retry after Retry-After seconds.",
+    headers={
+        "Retry-After": {
+            "description": "Seconds to wait before asking again.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
 )
 
 
@@ -234,42 +282,44 @@ def _get(
     parameters: list[dict[str, Any]] | None = None,
     database: bool = True,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": ok, "400": _BAD_REQUEST}
+    # Every status the API answers a GET with; a method other than GET (or HEAD) gets 405.
+    responses: dict[str, Any] = {
+        "200": ok,
+        "400": _BAD_REQUEST,
+        "414": _TOO_LONG,
+        "500": _INTERNAL_ERROR,
+    }
     if database:
         responses["503"] = _UNAVAILABLE
-    responses["default"] = _problem("Any other error, as a problem document.")
     return {"get": {"summary": summary, "parameters": parameters or [], "responses": responses}}
 
 
 def build_openapi(server_url: str = "/") -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the API."""
     summaries = {endpoint.path: endpoint.summary for endpoint in ENDPOINTS}
-    index_schema = {
-        "type": "object",
-        "properties": {
+    index_schema = _closed(
+        {
             "name": {"type": "string"},
+            "openapi": {"type": "string", "description": "The URL of this document."},
             "endpoints": {
                 "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
+                "items": _closed(
+                    {
                         "path": {"type": "string"},
                         "description": {"type": "string"},
-                        "example": {"type": "string"},
-                    },
-                },
+                        "example": {"type": "string", "description": "An example URL."},
+                    }
+                ),
             },
-        },
-    }
-    health_schema = {
-        "type": "object",
-        "required": ["status", "database", "postgis"],
-        "properties": {
+        }
+    )
+    health_schema = _closed(
+        {
             "status": {"const": "ok"},
             "database": {"const": "ok"},
             "postgis": {"type": "string", "example": "3.3"},
-        },
-    }
+        }
+    )
     limit = _query(
         "limit",
         "How many batches to list, newest first.",
@@ -295,43 +345,39 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
             summaries["/regions"],
             _json(
                 "Regions sorted by name.",
-                {
-                    "type": "object",
-                    "properties": {"regions": {"type": "array", "items": _NAMED_COUNT}},
-                },
+                _closed({"regions": {"type": "array", "items": _NAMED_COUNT}}),
             ),
         ),
         "/datasources": _get(
             summaries["/datasources"],
             _json(
                 "Datasources sorted by name.",
-                {
-                    "type": "object",
-                    "properties": {"datasources": {"type": "array", "items": _NAMED_COUNT}},
-                },
+                _closed({"datasources": {"type": "array", "items": _NAMED_COUNT}}),
             ),
         ),
         "/ingestions": _get(
             summaries["/ingestions"],
             _json(
                 "Batches, newest first.",
-                {
-                    "type": "object",
-                    "properties": {
-                        "limit": {"type": "integer"},
+                _closed(
+                    {
+                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_INGESTION_LIMIT},
                         "ingestions": {
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/IngestionBatch"},
                         },
-                    },
-                },
+                    }
+                ),
             ),
             parameters=[limit],
         ),
         "/health": _get(summaries["/health"], _json("Everything answers.", health_schema)),
         "/openapi.json": _get(
             summaries["/openapi.json"],
-            _json("This document.", {"type": "object"}),
+            _json(
+                "This document.",
+                {"type": "object", "required": ["openapi", "info", "paths", "components"]},
+            ),
             database=False,
         ),
     }

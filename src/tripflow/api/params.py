@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
-from tripflow.records import MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
+from tripflow.records import CONTROL_PATTERN, MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
 from tripflow.weeks import AreaQuery, BBox, Match, SpanTooLongError, range_span
 
 AREA_PARAMETERS = ("bbox", "region", "datasource", "from", "to", "match")
@@ -17,11 +17,36 @@ INGESTION_PARAMETERS = ("limit",)
 DEFAULT_INGESTION_LIMIT = 50
 MAX_INGESTION_LIMIT = 1000
 
+# ASCII digits only (re.ASCII): Python's \d also takes other scripts' digits, which int()
+# and float() read ("limit=%D9%A5" was 5), and a date of them got a misleading reason. \Z,
+# not $: $ also matches before a final newline.
 # A plain decimal number: float() alone would also take "nan", "inf" and "1_0".
-_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}$")
-_INTEGER = re.compile(r"^\d{1,9}$")
+_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\Z", re.ASCII)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}\Z", re.ASCII)
+_INTEGER = re.compile(r"^\d{1,9}\Z", re.ASCII)
+
+# What `from` and `to` accept, as one regular expression for the OpenAPI document: a
+# calendar date of years 0001-9999 (February 29 in leap years only), optionally a time of
+# day. parse_moment accepts exactly these; only ASCII and explicit classes, so that Python,
+# ECMA-262 and Rust engines read it alike.
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+MOMENT_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)(?:[T ]{_TIME})?$"
+
+# Characters no region or datasource holds (records.CONTROL_PATTERN), and the whitespace
+# str.strip() trims besides them. A name is the text between its trimmed ends: at least one
+# character that is neither, and no control character anywhere.
+_CONTROL = re.compile(CONTROL_PATTERN)
+_SPACES = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROLS = CONTROL_PATTERN[1:-1]
+NAME_PATTERN = f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
 
 QueryArgs = Mapping[str, Sequence[str]]
 _T = TypeVar("_T")
@@ -101,7 +126,6 @@ def parse_bbox(text: str) -> BBox:
 
 def parse_moment(text: str) -> datetime:
     """Parse `YYYY-MM-DD` or `YYYY-MM-DD[T ]HH:MM:SS` into a naive datetime."""
-    text = text.strip()
     if _DATE.match(text):
         try:
             return datetime.combine(date.fromisoformat(text), datetime.min.time())
@@ -115,7 +139,11 @@ def parse_moment(text: str) -> datetime:
     raise ValueError(f"{text!r} is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD HH:MM:SS")
 
 
-def _parse_text(value: str) -> str:
+def parse_name(value: str) -> str:
+    """Trim a region or datasource name, or raise ValueError if no stored name can match it."""
+    control = _CONTROL.search(value)
+    if control:
+        raise ValueError(f"holds the control character {control.group()!r}, which no name holds")
     cleaned = value.strip()
     if not cleaned:
         raise ValueError("must not be empty")
@@ -139,8 +167,8 @@ def parse_area_query(args: QueryArgs) -> AreaQuery:
             return None
 
     bbox = read("bbox", parse_bbox)
-    region = read("region", _parse_text)
-    datasource = read("datasource", _parse_text)
+    region = read("region", parse_name)
+    datasource = read("datasource", parse_name)
     start = read("from", parse_moment)
     end = read("to", parse_moment)
     match = read("match", _parse_match)
@@ -166,7 +194,7 @@ def parse_area_query(args: QueryArgs) -> AreaQuery:
 
 def _parse_match(text: str) -> Match:
     try:
-        return Match(text.strip())
+        return Match(text)
     except ValueError:
         allowed = ", ".join(str(mode) for mode in Match)
         raise ValueError(f"{text!r} is not one of {allowed}") from None
@@ -178,7 +206,6 @@ def parse_ingestion_limit(args: QueryArgs) -> int:
     text = _single(args, "limit")
     if text is None:
         return DEFAULT_INGESTION_LIMIT
-    text = text.strip()
     if not _INTEGER.match(text) or not 1 <= int(text) <= MAX_INGESTION_LIMIT:
         raise ParamError(
             [InvalidParam("limit", f"must be a whole number from 1 to {MAX_INGESTION_LIMIT}")]
