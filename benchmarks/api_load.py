@@ -18,13 +18,16 @@ import argparse
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -45,6 +48,7 @@ ANSWER_CACHE_DEFAULT = int(Settings.model_fields["api_answer_cache"].default)
 STARTUP_SECONDS = 60.0
 FALLBACK_WARNING = "answering from PostGIS"
 STOP_SECONDS = 10.0
+STREAM_HEARTBEAT = 2.0
 TRIPFLOW = ROOT / ".venv" / "bin" / "tripflow"
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -168,7 +172,13 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_api(
-    url: str, serving_dir: Path, port: int, workers: int, log: Path, answer_cache: int
+    url: str,
+    serving_dir: Path,
+    port: int,
+    workers: int,
+    log: Path,
+    answer_cache: int,
+    extra: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `tripflow serve` (gunicorn) on `port` against a database and its serving copy;
     yield its base URL."""
@@ -181,6 +191,7 @@ def running_api(
         "TRIPFLOW_SERVING_DIR": str(serving_dir),
         "TRIPFLOW_API_WORKERS": str(workers),
         "TRIPFLOW_API_ANSWER_CACHE": str(answer_cache),
+        **(extra or {}),
     }
     (BENCH_HOME / "run").mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -285,6 +296,65 @@ def print_result(name: str, result: WrkResult) -> None:
     )
 
 
+class OpenStreams:
+    """Event streams (GET /ingestions/events) held open against the API while it is loaded,
+    all read by one thread; each counts the heartbeats it receives."""
+
+    def __init__(self, base: str, count: int) -> None:
+        parts = urllib.parse.urlsplit(base)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.count = count
+        self.sockets: list[socket.socket] = []
+        self.refused = 0
+        self.last_heartbeat: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> OpenStreams:
+        host, port = self.address
+        request = (
+            f"GET /ingestions/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        )
+        for _ in range(self.count):
+            connection = socket.create_connection(self.address, timeout=30)
+            connection.sendall(request.encode())
+            head = connection.recv(4096)
+            if not head.startswith(b"HTTP/1.1 200"):
+                self.refused += 1
+                connection.close()
+                continue
+            connection.setblocking(False)
+            self.sockets.append(connection)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for connection in self.sockets:
+                selector.register(connection, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.5):
+                    connection = key.fileobj
+                    assert isinstance(connection, socket.socket)
+                    data = connection.recv(65536)
+                    if not data:
+                        selector.unregister(connection)
+                    elif b": heartbeat" in data:
+                        self.last_heartbeat[connection.fileno()] = time.monotonic()
+
+    def alive(self, within: float) -> int:
+        """Count the streams that received a heartbeat in the last `within` seconds."""
+        now = time.monotonic()
+        return sum(now - moment <= within for moment in self.last_heartbeat.values())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for connection in self.sockets:
+            connection.close()
+
+
 def exit_on_signal(number: int, frame: FrameType | None) -> None:
     """Turn a signal into SystemExit, so that cleanup runs."""
     sys.exit(128 + number)
@@ -303,6 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", default="30s", help="wrk duration of each run (30s, 2m)")
     parser.add_argument("--connections", type=int, default=16, help="wrk open connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=100,
+        help="event streams held open during a third run of the mix (0: no such run)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -352,6 +428,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         # measure PostGIS, not the serving copy.
         if FALLBACK_WARNING in log.read_text(errors="replace"):
             problems.append(f"{label}: the API answered from PostGIS, not the copy (see {log})")
+
+    if args.streams:
+        # The same mix, cache on, while event streams stay open: streams have threads of
+        # their own, so the questions' throughput should hold.
+        port = free_port()
+        log = BENCH_HOME / "logs" / f"api-{port}.log"
+        label = f"{args.streams} streams"
+        print(f"\n  answer cache on, {args.streams} event streams open, port {port}, log {log}")
+        heartbeat = {"TRIPFLOW_API_STREAM_HEARTBEAT": str(STREAM_HEARTBEAT)}
+        with (
+            running_api(
+                url,
+                serving.copy.directory,
+                port,
+                args.workers,
+                log,
+                ANSWER_CACHE_DEFAULT,
+                heartbeat,
+            ) as base,
+            OpenStreams(base, args.streams) as streams,
+        ):
+            time.sleep(STREAM_HEARTBEAT * 1.5)
+            print(f"  streams open: {len(streams.sockets)}, refused {streams.refused}")
+            results[label] = run_wrk(
+                f"{base}/", args.threads, args.connections, args.duration, script
+            )
+            print_result(f"mix, {label}", results[label])
+            alive = streams.alive(STREAM_HEARTBEAT * 2.5)
+        print(f"  streams still beating after the run: {alive}/{args.streams}")
+        if alive < args.streams:
+            problems.append(f"{label}: only {alive} of {args.streams} streams were still alive")
+        ratio = results[label].requests_per_second / results["cache on"].requests_per_second
+        print(f"  mix with {args.streams} streams open: {ratio:.2f}x the mix without")
 
     health = results["health"]
     print()

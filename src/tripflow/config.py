@@ -96,6 +96,19 @@ class Settings(BaseSettings):
         description="Threads per API worker: a slow question then holds one thread, not the "
         "whole worker, and the threads share the worker's answer cache.",
     )
+    api_max_streams: int = Field(
+        default=100,
+        ge=1,
+        description="Open event streams (GET /ingestions/events) each API worker serves; each "
+        "holds a thread of its own beside the api_threads that answer questions, so streams "
+        "never take a question's thread. One more gets a 503.",
+    )
+    api_stream_heartbeat: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between comment lines on an idle event stream, which keep proxies "
+        "from closing it and let the API notice a client that left.",
+    )
     api_answer_cache: int = Field(
         default=1024,
         description="Weekly-average answers each API worker keeps, by question and data "

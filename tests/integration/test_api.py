@@ -37,22 +37,22 @@ VALUES (%(batch_id)s, %(file_id)s, md5(%(key)s)::uuid, %(region)s, %(origin_lon)
 """
 
 
-def load_sample(url: str) -> None:
-    """Store the sample's trips under batch 1 / file 1: plain INSERTs into staging, then
-    tripflow's publish (which also keeps the weekly summary)."""
+def load_sample(url: str, rows: list[reference.SampleRow] = ROWS) -> None:
+    """Store the sample's trips (or other rows) under batch 1 / file 1: plain INSERTs into
+    staging, then tripflow's publish (which also keeps the weekly summary)."""
     with psycopg.connect(url) as conn:
         batch_id = conn.execute(
             "INSERT INTO ingestion_batch (status, files, rows_read, rows_rejected,"
             " rows_duplicate, rows_staged)"
             " VALUES ('staged', 1, %s, 0, 0, %s) RETURNING batch_id",
-            (len(ROWS), len(ROWS)),
+            (len(rows), len(rows)),
         ).fetchone()
         file_id = conn.execute(
             "INSERT INTO ingestion_file (batch_id, name, landing_path, size_bytes,"
             " checksum, rows_read, rows_rejected, rows_duplicate)"
             " VALUES (%s, 'trips.csv', '/data/raw/tripdata/trips.csv', %s, 'sha256:sample',"
             " %s, 0, 0) RETURNING file_id",
-            (batch_id[0] if batch_id else None, SAMPLE.stat().st_size, len(ROWS)),
+            (batch_id[0] if batch_id else None, SAMPLE.stat().st_size, len(rows)),
         ).fetchone()
         assert batch_id == (1,) and file_id == (1,)
         with conn.cursor() as cursor:
@@ -71,7 +71,7 @@ def load_sample(url: str) -> None:
                         "batch_id": 1,
                         "file_id": 1,
                     }
-                    for row in ROWS
+                    for row in rows
                 ],
             )
         conn.commit()
@@ -334,8 +334,10 @@ def test_index_lists_every_route_with_a_working_example(client: FlaskClient, app
     assert listed == {rule.rule for rule in app.url_map.iter_rules()}
     for endpoint in body["endpoints"]:
         assert endpoint["description"]
-        response = client.get(endpoint["example"])
+        # Unbuffered: the event stream's example never ends.
+        response = client.get(endpoint["example"], buffered=False)
         assert response.status_code == 200, endpoint["example"]
+        response.close()
 
 
 @pytest.mark.parametrize(

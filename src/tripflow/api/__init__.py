@@ -7,7 +7,7 @@ import atexit
 from flask import Flask
 
 from tripflow.answers import Serving
-from tripflow.api import ingestions, meta, trips
+from tripflow.api import events, ingestions, insights, meta, trips
 from tripflow.api.database import EXTENSION_KEY, Database, get_database
 from tripflow.api.errors import register_error_handlers
 from tripflow.config import Settings
@@ -33,10 +33,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.extensions[EXTENSION_KEY] = database
     app.extensions[trips.ANSWER_CACHE_KEY] = trips.AnswerCache(settings.api_answer_cache)
     app.extensions[trips.SERVING_KEY] = Serving.from_settings(settings)
+    hub = events.EventHub(database_url, max_streams=settings.api_max_streams)
+    app.extensions[events.HUB_KEY] = hub
+    app.config[events.HEARTBEAT_KEY] = settings.api_stream_heartbeat
     # Flask has no end-of-process hook; the pool lives as long as the worker process.
     atexit.register(database.close)
+    atexit.register(hub.close)
     register_error_handlers(app)
     app.register_blueprint(meta.blueprint)
     app.register_blueprint(trips.blueprint)
     app.register_blueprint(ingestions.blueprint)
+    app.register_blueprint(events.blueprint)
+    app.register_blueprint(insights.blueprint)
     return app

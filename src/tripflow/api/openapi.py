@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripflow.api.errors import MAX_TARGET_BYTES
+from tripflow.api.events import LAST_EVENT_ID, LAST_EVENT_PARAMETER
 from tripflow.api.params import (
     DEFAULT_INGESTION_LIMIT,
     MAX_INGESTION_LIMIT,
@@ -39,6 +40,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/ingestions",
         "Newest ingestion batches first, each with its files and row counts.",
         "/ingestions?limit=10",
+    ),
+    Endpoint(
+        "/ingestions/events",
+        "Every status change of every batch as it happens (Server-Sent Events), resumable.",
+        "/ingestions/events?last_event_id=0",
+    ),
+    Endpoint(
+        "/insights/latest-datasource-of-top-regions",
+        "Of the two regions with the most trips, the datasource that appeared latest.",
+        "/insights/latest-datasource-of-top-regions",
+    ),
+    Endpoint(
+        "/insights/regions-of-datasource",
+        "The regions a datasource appeared in, with its trips there.",
+        "/insights/regions-of-datasource?datasource=cheap_mobile",
     ),
     Endpoint("/health", "Database and PostGIS reachability.", "/health"),
     Endpoint("/openapi.json", "This API described as OpenAPI 3.1.", "/openapi.json"),
@@ -154,6 +170,18 @@ _AREA_PARAMETERS = [
 _NAMED_COUNT = _closed({"name": {"type": "string"}, "trips": _COUNT})
 _DATE = {"type": "string", "format": "date"}
 _NULLABLE_DATE = {"type": ["string", "null"], "format": "date"}
+
+# Trip times are wall-clock, without an offset (the CSV's own).
+_TRIP_TIME = {"type": "string", "description": "Wall-clock time of a trip, YYYY-MM-DDTHH:MM:SS."}
+_LATEST_SOURCE = _closed(
+    {
+        "name": {"type": "string"},
+        "trips": _COUNT,
+        "last_trip": _TRIP_TIME,
+        "last_region": {"type": "string", "description": "Where its latest trip was."},
+    }
+)
+_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -281,6 +309,7 @@ def _get(
     *,
     parameters: list[dict[str, Any]] | None = None,
     database: bool = True,
+    unavailable: str | None = None,
 ) -> dict[str, Any]:
     # Every status the API answers a GET with; a method other than GET (or HEAD) gets 405.
     responses: dict[str, Any] = {
@@ -290,7 +319,9 @@ def _get(
         "500": _INTERNAL_ERROR,
     }
     if database:
-        responses["503"] = _UNAVAILABLE
+        responses["503"] = (
+            _UNAVAILABLE if unavailable is None else {**_UNAVAILABLE, "description": unavailable}
+        )
     return {"get": {"summary": summary, "parameters": parameters or [], "responses": responses}}
 
 
@@ -370,6 +401,83 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
                 ),
             ),
             parameters=[limit],
+        ),
+        "/ingestions/events": _get(
+            summaries["/ingestions/events"],
+            {
+                "description": "A stream that stays open: a `retry:` line, then per status "
+                "change an event `batch` whose `id` is its event id and whose `data` is the "
+                "batch's state as JSON (event_id, at, batch_id, status, files, rows_read, "
+                "rows_loaded, rows_rejected, rows_duplicate, error); a `: heartbeat` comment "
+                "line when idle. Without an event id, only changes from now on.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            parameters=[
+                _query(
+                    LAST_EVENT_PARAMETER,
+                    "Send the events after this one first (0: the whole history).",
+                    _EVENT_ID,
+                    "0",
+                ),
+                {
+                    "name": LAST_EVENT_ID,
+                    "in": "header",
+                    "required": False,
+                    "description": "What a reconnecting EventSource sends: the last event "
+                    "id it received (wins over the query parameter).",
+                    "schema": _EVENT_ID,
+                },
+            ],
+            unavailable="The database cannot be reached, or this API process serves as many "
+            "event streams as it may; retry after Retry-After seconds.",
+        ),
+        "/insights/latest-datasource-of-top-regions": _get(
+            summaries["/insights/latest-datasource-of-top-regions"],
+            _json(
+                "The two regions with the most trips (ties: code-point order), each datasource "
+                "of theirs latest first, and the latest one (null without trips).",
+                _closed(
+                    {
+                        "regions": {"type": "array", "items": _NAMED_COUNT, "maxItems": 2},
+                        "latest": {"oneOf": [{"type": "null"}, _LATEST_SOURCE]},
+                        "datasources": {"type": "array", "items": _LATEST_SOURCE},
+                    }
+                ),
+            ),
+        ),
+        "/insights/regions-of-datasource": _get(
+            summaries["/insights/regions-of-datasource"],
+            _json(
+                "The regions sorted by name (none for a datasource never seen).",
+                _closed(
+                    {
+                        "datasource": {"type": "string"},
+                        "regions": {
+                            "type": "array",
+                            "items": _closed(
+                                {
+                                    "name": {"type": "string"},
+                                    "trips": _COUNT,
+                                    "first_trip": _TRIP_TIME,
+                                    "last_trip": _TRIP_TIME,
+                                }
+                            ),
+                        },
+                    }
+                ),
+            ),
+            parameters=[
+                {
+                    **_query(
+                        "datasource",
+                        "The datasource (exact name; spaces at either end are ignored; no "
+                        "control characters).",
+                        {"type": "string", "pattern": NAME_PATTERN},
+                        "cheap_mobile",
+                    ),
+                    "required": True,
+                }
+            ],
         ),
         "/health": _get(summaries["/health"], _json("Everything answers.", health_schema)),
         "/openapi.json": _get(

@@ -75,7 +75,8 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             "--workers",
             str(settings.api_workers),
             "--threads",
-            str(settings.api_threads),
+            # Event streams get threads of their own (api/events.py caps them per worker).
+            str(settings.api_threads + settings.api_max_streams),
             # gunicorn 27 otherwise opens ~/.gunicorn/gunicorn.ctl, one path shared by every
             # gunicorn of the user: a second stack (or the tests) would take it over.
             "--no-control-socket",

@@ -198,16 +198,36 @@ def resume(
     notify(conn, batch_id)
 
 
+# Taken by every writer of an event until its commit, so events are numbered in commit
+# order: a reader that has seen event n never later finds a smaller one committed.
+EVENT_LOCK = 0x74726970666C6F77  # "tripflow"
+
+RECORD_EVENT = """
+WITH event AS (
+    INSERT INTO ingestion_event (batch_id, payload)
+    SELECT batch_id, jsonb_build_object(
+        'batch_id', batch_id, 'status', status, 'files', files, 'rows_read', rows_read,
+        'rows_loaded', rows_loaded, 'rows_rejected', rows_rejected,
+        'rows_duplicate', rows_duplicate, 'error', error)
+    FROM ingestion_batch WHERE batch_id = %(batch_id)s
+    RETURNING event_id, at, payload
+)
+SELECT pg_notify(
+    %(channel)s,
+    -- A notification holds at most 8000 bytes: the error is cut short there (the event row
+    -- keeps it whole).
+    (payload || jsonb_build_object(
+        'error', left(payload->>'error', 2000), 'event_id', event_id, 'at', at))::text
+)
+FROM event
+"""
+
+
 def notify(conn: psycopg.Connection[Any], batch_id: int) -> None:
-    """Push the batch's state to listeners of the ingestion channel (sent on commit)."""
-    conn.execute(
-        "SELECT pg_notify(%s, json_build_object("
-        "'batch_id', batch_id, 'status', status, 'files', files, 'rows_read', rows_read,"
-        " 'rows_loaded', rows_loaded, 'rows_rejected', rows_rejected,"
-        " 'rows_duplicate', rows_duplicate, 'error', error)::text)"
-        " FROM ingestion_batch WHERE batch_id = %s",
-        (CHANNEL, batch_id),
-    )
+    """Record the batch's state as an event and push it to listeners of the ingestion
+    channel (both take effect on commit, inside the caller's transaction)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
+    conn.execute(RECORD_EVENT, {"batch_id": batch_id, "channel": CHANNEL})
 
 
 def record_failure(conn: psycopg.Connection[Any], batch_id: int, error: str) -> int:

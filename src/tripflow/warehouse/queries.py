@@ -291,3 +291,46 @@ def check_health(conn: psycopg.Connection[Any]) -> str:
         raise psycopg.OperationalError("the health query returned no row")
     # postgis_version() reads "3.3 USE_GEOS=1 USE_PROJ=1 USE_STATS=1".
     return str(row[1]).split()[0]
+
+
+def latest_datasource_of_top_regions(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Answer: of the two regions with the most trips, which datasource appeared latest.
+
+    Each datasource of those regions comes with its latest trip in them, latest first (ties:
+    code-point order of the name); `latest` is the first of them, None without trips."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql.SQL(_statement("latest_datasource_of_top_regions")))
+        rows = cursor.fetchall()
+    regions: dict[str, int] = {row["region"]: int(row["region_trips"]) for row in rows}
+    sources: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda row: row["region"].encode()):
+        entry = sources.setdefault(
+            row["datasource"], {"name": row["datasource"], "trips": 0, "last_trip": None}
+        )
+        entry["trips"] += int(row["trips"])
+        if entry["last_trip"] is None or row["last_trip"] > entry["last_trip"]:
+            entry["last_trip"], entry["last_region"] = row["last_trip"], row["region"]
+    ordered = sorted(sources.values(), key=lambda entry: entry["name"].encode())
+    ordered.sort(key=lambda entry: entry["last_trip"], reverse=True)
+    datasources = [{key: _iso(value) for key, value in entry.items()} for entry in ordered]
+    top = sorted(regions.items(), key=lambda item: (-item[1], item[0].encode()))
+    return {
+        "regions": [{"name": name, "trips": trips} for name, trips in top],
+        "latest": datasources[0] if datasources else None,
+        "datasources": datasources,
+    }
+
+
+def regions_of_datasource(conn: psycopg.Connection[Any], datasource: str) -> list[dict[str, Any]]:
+    """List the regions a datasource appears in, with its trips and their time span there."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql.SQL(_statement("regions_of_datasource")), {"datasource": datasource})
+        return [
+            {
+                "name": row["name"],
+                "trips": int(row["trips"]),
+                "first_trip": _iso(row["first_trip"]),
+                "last_trip": _iso(row["last_trip"]),
+            }
+            for row in cursor
+        ]

@@ -31,7 +31,13 @@ API_LOGIN = "tripflow_api"
 AIRFLOW_LOGIN = "tripflow_airflow"
 # Everything the API's SQL reads (warehouse/sql and warehouse/queries.py); the parent of the
 # partitioned `tripdata` is enough, PostgreSQL checks rights on the table a query names.
-API_TABLES = ("tripdata", "trip_week_summary", "ingestion_batch", "ingestion_file")
+API_TABLES = (
+    "tripdata",
+    "trip_week_summary",
+    "ingestion_batch",
+    "ingestion_file",
+    "ingestion_event",
+)
 
 
 class RoleError(RuntimeError):
