@@ -46,6 +46,7 @@ run: setup ## The whole local stack up, the sample through the DAG, one answer f
 	@echo "Weekly average of trips in a box around Prague, both ends inside:"
 	@curl -s "http://127.0.0.1:$(PORT)/weekly-average?bbox=14.2,49.9,14.7,50.2" | $(BIN)/python -m json.tool --compact
 	@echo
+	@echo "Web page:    http://127.0.0.1:$(PORT)/  (in a browser: map, weekly chart, live ingestions)"
 	@echo "API:         http://127.0.0.1:$(PORT)/  (endpoints listed there; /openapi.json, /ingestions)"
 	@echo "Airflow UI:  http://127.0.0.1:8080/  (admin / admin; DAG tripdata-process)"
 	@echo "psql:        psql \"\$$($(TRIPFLOW) db url)\" -c 'SELECT count(*) FROM staging_tripdata' -c 'SELECT count(*) FROM tripdata'"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what tripflow needs and is missing: Java 17, Maven, PostgreSQL 15 + PostGIS 3, uv,
-# the locked Python environment and the Hadoop jars of the local HDFS. Idempotent, and quick
-# when everything is already there.
+# Install what tripflow needs and is missing: Java 17, Maven, PostgreSQL 15 + PostGIS 3, npm
+# and Chromium (the web page's libraries come from npm; its browser test drives Chromium), uv,
+# the locked Python environment, the web page's libraries and the Hadoop jars of the local
+# HDFS. Idempotent, and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing+=(postgresql-15-postgis-3)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 scripts/apt-install.sh setup ${missing[@]+"${missing[@]}"}
 
 if ! command -v uv >/dev/null 2>&1; then
@@ -18,5 +21,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 # --frozen: the environment is exactly uv.lock; quick no-op when already in sync.
 uv sync --frozen --quiet
+# Leaflet and uPlot, pinned versions from npm, into the package's static files.
+scripts/vendor-web.sh
 # The NameNode and DataNode jars (Hadoop 3.5.0, pyspark's client version), cached once.
 scripts/fetch-hadoop.sh

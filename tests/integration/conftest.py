@@ -1,5 +1,5 @@
-"""Fixtures the integration tests share: a connection to the test's database, and the run's
-Spark session as the pipeline's runner."""
+"""Fixtures the integration tests share: a connection to the test's database, the run's
+Spark session as the pipeline's runner, and the run's API holding the sample."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tripflow import pipeline
+from tripflow.config import Settings
 from tripflow.warehouse.database import connect
 
 
@@ -24,3 +25,13 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 def runner(spark: Any) -> pipeline.SessionRunner:
     """The pipeline's Spark step, in the run's shared session."""
     return pipeline.SessionRunner(spark)
+
+
+@pytest.fixture(scope="session")
+def sample_api(connect_stack: Settings) -> str:
+    """The URL of the run's API under gunicorn (the `connect_stack` fixture), its database
+    holding the sample, loaded once for every module that asks."""
+    from tests.integration.test_api import load_sample
+
+    load_sample(connect_stack.database_dsn)
+    return f"http://{connect_stack.api_host}:{connect_stack.api_port}"

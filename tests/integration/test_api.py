@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from psycopg.conninfo import make_conninfo
+from werkzeug.routing import Rule
 
 from tests import reference
 from tests.conftest import SAMPLE, TEMPLATE
@@ -273,6 +274,24 @@ def test_datasources_lists_every_datasource_with_its_trips_sorted(client: FlaskC
     assert get_json(client, "/datasources") == {"datasources": named_counts("datasource")}
 
 
+def test_region_extents_box_every_point_of_each_region(client: FlaskClient) -> None:
+    expected = []
+    for name in sorted({trip.region for trip in TRIPS}):
+        trips = [trip for trip in TRIPS if trip.region == name]
+        lons = [trip.origin_lon for trip in trips] + [trip.destination_lon for trip in trips]
+        lats = [trip.origin_lat for trip in trips] + [trip.destination_lat for trip in trips]
+        expected.append(
+            {
+                "name": name,
+                "trips": len(trips),
+                "first_trip": min(trip.datetime for trip in trips).isoformat(),
+                "last_trip": max(trip.datetime for trip in trips).isoformat(),
+                "bbox": [min(lons), min(lats), max(lons), max(lats)],
+            }
+        )
+    assert get_json(client, "/regions/extents") == {"regions": expected}
+
+
 def test_ingestions_lists_batches_newest_first_with_their_files(
     client: FlaskClient, loaded_url: str
 ) -> None:
@@ -309,12 +328,19 @@ def test_health_reports_database_and_postgis(client: FlaskClient) -> None:
     assert body["postgis"].startswith("3.")
 
 
+def api_rules(app: Flask) -> list[Rule]:
+    """The application's routes but the web page's static files (not part of the API)."""
+    rules = list(app.url_map.iter_rules())
+    assert any(rule.endpoint == "page.asset" for rule in rules)
+    return [rule for rule in rules if rule.endpoint != "page.asset"]
+
+
 def test_openapi_documents_every_route_and_parameter(app: Flask, client: FlaskClient) -> None:
     document = get_json(client, "/openapi.json")
     assert document["openapi"] == "3.1.0"
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    routes = {rule.rule for rule in api_rules(app)}
     assert routes == set(document["paths"])
-    for rule in app.url_map.iter_rules():
+    for rule in api_rules(app):
         methods = {method.lower() for method in rule.methods or ()} - {"head", "options"}
         assert methods <= set(document["paths"][rule.rule])
     parameters = document["paths"]["/weekly-average"]["get"]["parameters"]
@@ -331,7 +357,7 @@ def test_openapi_documents_every_route_and_parameter(app: Flask, client: FlaskCl
 def test_index_lists_every_route_with_a_working_example(client: FlaskClient, app: Flask) -> None:
     body = get_json(client, "/")
     listed = {endpoint["path"] for endpoint in body["endpoints"]}
-    assert listed == {rule.rule for rule in app.url_map.iter_rules()}
+    assert listed == {rule.rule for rule in api_rules(app)}
     for endpoint in body["endpoints"]:
         assert endpoint["description"]
         # Unbuffered: the event stream's example never ends.

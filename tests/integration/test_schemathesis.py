@@ -23,9 +23,7 @@ from schemathesis.config import SchemathesisConfig
 
 from tests import reference
 from tests.conftest import SAMPLE
-from tests.integration.test_api import load_sample
 from tripflow.api.openapi import build_openapi
-from tripflow.config import Settings
 from tripflow.weeks import MAX_SPAN_WEEKS
 
 # Cases per operation in the fuzzing phase; the examples and coverage phases add their own.
@@ -133,10 +131,9 @@ def test_the_rules_between_parameters_are_read_as_the_api_states_them() -> None:
 
 
 @pytest.fixture(scope="module")
-def api_url(connect_stack: Settings) -> str:
+def api_url(sample_api: str) -> str:
     """The run's API under gunicorn, its database holding the sample."""
-    load_sample(connect_stack.database_dsn)
-    return f"http://{connect_stack.api_host}:{connect_stack.api_port}"
+    return sample_api
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import atexit
 from flask import Flask
 
 from tripflow.answers import Serving
-from tripflow.api import events, ingestions, insights, meta, trips
+from tripflow.api import events, ingestions, insights, meta, page, trips
 from tripflow.api.database import EXTENSION_KEY, Database, get_database
 from tripflow.api.errors import register_error_handlers
 from tripflow.config import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     atexit.register(hub.close)
     register_error_handlers(app)
     app.register_blueprint(meta.blueprint)
+    app.register_blueprint(page.blueprint)
     app.register_blueprint(trips.blueprint)
     app.register_blueprint(ingestions.blueprint)
     app.register_blueprint(events.blueprint)

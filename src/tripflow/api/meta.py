@@ -4,20 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, jsonify, request
 
 from tripflow.api.database import get_database
 from tripflow.api.openapi import ENDPOINTS, build_openapi
+from tripflow.api.page import render_page
 from tripflow.api.params import reject_any
 from tripflow.warehouse import queries
 
 blueprint = Blueprint("meta", __name__)
 
 
+def prefers_html() -> bool:
+    """Tell whether the client ranks HTML above JSON, as browsers do (`*/*` and no Accept
+    header at all, as curl and wget send, rank JSON first)."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
 @blueprint.get("/")
-def index() -> dict[str, Any]:
-    """List the endpoints with one-line descriptions and example URLs."""
+def index() -> Response:
+    """Show a browser the web page; list the endpoints for everyone else."""
     reject_any(request.args.to_dict(flat=False))
+    response = render_page() if prefers_html() else jsonify(endpoint_index())
+    # Caches keep one answer per Accept header.
+    response.vary.add("Accept")
+    return response
+
+
+def endpoint_index() -> dict[str, Any]:
+    """List the endpoints with one-line descriptions and example URLs."""
     root = request.host_url.rstrip("/")
     return {
         "name": "tripflow",

@@ -28,13 +28,18 @@ class Endpoint:
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/", "List the endpoints with examples.", "/"),
+    Endpoint("/", "List the endpoints with examples (a browser gets the web page).", "/"),
     Endpoint(
         "/weekly-average",
         "Weekly average number of trips in a bounding box and/or region, over ISO weeks.",
         "/weekly-average?bbox=14.3,49.9,14.6,50.2&from=2018-05-01&to=2018-06-01&match=both",
     ),
     Endpoint("/regions", "Regions with their number of trips.", "/regions"),
+    Endpoint(
+        "/regions/extents",
+        "Regions with their trips, time span and the box around their points (for a map).",
+        "/regions/extents",
+    ),
     Endpoint("/datasources", "Datasources with their number of trips.", "/datasources"),
     Endpoint(
         "/ingestions",
@@ -181,6 +186,15 @@ _LATEST_SOURCE = _closed(
         "last_region": {"type": "string", "description": "Where its latest trip was."},
     }
 )
+# One range for all four numbers: schemathesis (4.x) turns a response's prefixItems into the
+# array form of items, which its own 2020-12 validator then refuses as an invalid schema.
+_EXTENT = {
+    "type": "array",
+    "description": "min_lon, min_lat, max_lon, max_lat of every origin and destination.",
+    "items": {"type": "number", "minimum": MIN_LON, "maximum": MAX_LON},
+    "minItems": 4,
+    "maxItems": 4,
+}
 _EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 
 _SCHEMAS: dict[str, Any] = {
@@ -363,7 +377,18 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
         10,
     )
     paths = {
-        "/": _get(summaries["/"], _json("The endpoints.", index_schema), database=False),
+        "/": _get(
+            summaries["/"],
+            {
+                "description": "The endpoints as JSON; the web page (map, chart, live "
+                "ingestions) to a client that prefers text/html, as browsers do.",
+                "content": {
+                    "application/json": {"schema": index_schema},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+            },
+            database=False,
+        ),
         "/weekly-average": _get(
             summaries["/weekly-average"],
             _json(
@@ -377,6 +402,28 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
             _json(
                 "Regions sorted by name.",
                 _closed({"regions": {"type": "array", "items": _NAMED_COUNT}}),
+            ),
+        ),
+        "/regions/extents": _get(
+            summaries["/regions/extents"],
+            _json(
+                "Regions sorted by name, read from the weekly summary.",
+                _closed(
+                    {
+                        "regions": {
+                            "type": "array",
+                            "items": _closed(
+                                {
+                                    "name": {"type": "string"},
+                                    "trips": _COUNT,
+                                    "first_trip": _TRIP_TIME,
+                                    "last_trip": _TRIP_TIME,
+                                    "bbox": _EXTENT,
+                                }
+                            ),
+                        }
+                    }
+                ),
             ),
         ),
         "/datasources": _get(

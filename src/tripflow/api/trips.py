@@ -93,6 +93,14 @@ def regions() -> dict[str, Any]:
         return {"regions": queries.list_regions(conn)}
 
 
+@blueprint.get("/regions/extents")
+def region_extents() -> dict[str, Any]:
+    """List the regions with their trips and the box around their points (the page's map)."""
+    reject_any(request.args.to_dict(flat=False))
+    with get_database().connection() as conn:
+        return {"regions": queries.region_extents(conn)}
+
+
 @blueprint.get("/datasources")
 def datasources() -> dict[str, Any]:
     """List the datasources with their trip counts."""

@@ -334,3 +334,19 @@ def regions_of_datasource(conn: psycopg.Connection[Any], datasource: str) -> lis
             }
             for row in cursor
         ]
+
+
+def region_extents(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """List every region with its trips, their time span and the box around their points."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql.SQL(_statement("region_extents")))
+        return [
+            {
+                "name": row["name"],
+                "trips": int(row["trips"]),
+                "first_trip": _iso(row["first_trip"]),
+                "last_trip": _iso(row["last_trip"]),
+                "bbox": [row["min_lon"], row["min_lat"], row["max_lon"], row["max_lat"]],
+            }
+            for row in cursor
+        ]
