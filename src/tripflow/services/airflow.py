@@ -98,6 +98,17 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         # New DAG files and edits show up within seconds, not minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # After a crash, minutes are the default. A scheduler killed mid-run leaves its
+        # running tasks to the next one, which resets them once the dead one's job is stale
+        # (scheduler_health_check_threshold, 30 s) at the next orphan check (300 s by
+        # default); a task whose supervisor died is failed (then retried) when its heartbeats,
+        # sent every 5 s, have stopped for this long (300 s by default).
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        # Ends a dead scheduler's transaction that its orphaned workers keep open.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": (
+            "tripflow.orchestration.metadata.CONNECT_ARGS"
+        ),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection),
         "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT": json.dumps(spark_connect_connection),
