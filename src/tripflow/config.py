@@ -150,6 +150,15 @@ class Settings(BaseSettings):
         default=2, ge=1, description="DuckDB threads per process reading or writing the copy."
     )
     airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
+    airflow_log_server_port: int = Field(
+        default=8793,
+        description="Port on which the scheduler serves its tasks' logs to the UI "
+        "(loopback; one per stack on a machine).",
+    )
+    airflow_trigger_log_server_port: int = Field(
+        default=8794,
+        description="Port on which the triggerer serves its logs to the UI (loopback).",
+    )
     airflow_username: str = Field(default="admin", description="Airflow UI login.")
     airflow_password: str = Field(default="admin", description="Airflow UI password.")
     airflow_database_url: str | None = Field(

@@ -25,6 +25,8 @@ def stack_environment() -> dict[str, str]:
         "TRIPFLOW_DATABASE_PORT": str(free_port()),
         "TRIPFLOW_API_PORT": str(free_port()),
         "TRIPFLOW_AIRFLOW_PORT": str(free_port()),
+        "TRIPFLOW_AIRFLOW_LOG_SERVER_PORT": str(free_port()),
+        "TRIPFLOW_AIRFLOW_TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "TRIPFLOW_SPARK_CONNECT_PORT": str(free_port()),
         "TRIPFLOW_SENSOR_POLL_SECONDS": "2",
         "TRIPFLOW_SPARK_MASTER": "local[2]",

@@ -110,6 +110,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             "tripflow.orchestration.metadata.CONNECT_ARGS"
         ),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Fixed by default in Airflow: a second stack on the machine (the tests' next to a
+        # developer's) would find them taken.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_log_server_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_server_port),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection),
         "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT": json.dumps(spark_connect_connection),
         # Tasks build tripflow's settings from these, exactly as the CLI would.
