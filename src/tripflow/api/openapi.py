@@ -178,6 +178,13 @@ _NULLABLE_DATE = {"type": ["string", "null"], "format": "date"}
 
 # Trip times are wall-clock, without an offset (the CSV's own).
 _TRIP_TIME = {"type": "string", "description": "Wall-clock time of a trip, YYYY-MM-DDTHH:MM:SS."}
+# A region with its trips and their first and last moments (more fields may follow).
+_REGION_SPAN = {
+    "name": {"type": "string"},
+    "trips": _COUNT,
+    "first_trip": _TRIP_TIME,
+    "last_trip": _TRIP_TIME,
+}
 _LATEST_SOURCE = _closed(
     {
         "name": {"type": "string"},
@@ -412,15 +419,7 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
                     {
                         "regions": {
                             "type": "array",
-                            "items": _closed(
-                                {
-                                    "name": {"type": "string"},
-                                    "trips": _COUNT,
-                                    "first_trip": _TRIP_TIME,
-                                    "last_trip": _TRIP_TIME,
-                                    "bbox": _EXTENT,
-                                }
-                            ),
+                            "items": _closed({**_REGION_SPAN, "bbox": _EXTENT}),
                         }
                     }
                 ),
@@ -501,14 +500,7 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
                         "datasource": {"type": "string"},
                         "regions": {
                             "type": "array",
-                            "items": _closed(
-                                {
-                                    "name": {"type": "string"},
-                                    "trips": _COUNT,
-                                    "first_trip": _TRIP_TIME,
-                                    "last_trip": _TRIP_TIME,
-                                }
-                            ),
+                            "items": _closed(_REGION_SPAN),
                         },
                     }
                 ),
