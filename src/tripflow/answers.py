@@ -22,6 +22,7 @@ import psycopg
 from tripflow.config import Settings
 from tripflow.serving.copy import ServingCopy
 from tripflow.serving.engine import Engine
+from tripflow.serving.groups import GroupQuery, group_json
 from tripflow.serving.maintenance import published_batches
 from tripflow.warehouse import queries
 from tripflow.warehouse.plan import Plan, plan_question
@@ -145,4 +146,77 @@ def _warn_behind(copy: ServingCopy, published: list[int]) -> None:
     )
 
 
-__all__ = ["FORCED_COMPLEMENT", "Serving", "warm_up", "weekly_average"]
+class GroupsUnavailable(RuntimeError):
+    """The serving copy cannot answer similar-trip groups now; says what would fix it."""
+
+
+def trip_groups(
+    conn: psycopg.Connection[Any],
+    query: GroupQuery,
+    *,
+    serving: Serving,
+    version: tuple[Any, ...] | None = None,
+) -> dict[str, Any]:
+    """List one page of the largest similar-trip groups, each with its weekly average over
+    the span of weeks of the trips its region and datasource filters select."""
+    with queries.snapshot(conn):
+        version = version if version is not None else queries.data_version(conn)
+        published = _published_batches(conn, version)
+        span = weekly_average(
+            conn, AreaQuery(region=query.region, datasource=query.datasource), version=version
+        )
+        for attempt in range(2):
+            segments = serving.copy.cover(published)
+            if segments is None:
+                raise GroupsUnavailable(
+                    "The serving copy does not hold every published batch yet; the next ingest "
+                    "or `tripflow serving sync` writes them."
+                )
+            stale = [
+                segment.name
+                for segment in segments
+                if segment.path is not None
+                and (
+                    segment.groups is None
+                    or not segment.groups.serves(query.resolution, query.bucket_minutes)
+                )
+            ]
+            if stale:
+                raise GroupsUnavailable(
+                    f"{len(stale)} segments of the serving copy were written without groups at "
+                    f"resolution {query.resolution} in buckets of {query.bucket_minutes} minutes "
+                    f"(first: {stale[0]}); `tripflow serving rebuild` writes them again."
+                )
+            try:
+                rows, total = serving.engine.trip_groups(segments, query)
+                break
+            except duckdb.Error:
+                # A rebuild removed a segment between the listing and the read: list again.
+                if attempt:
+                    raise
+    weeks = span.weeks
+    return {
+        "region": query.region,
+        "datasource": query.datasource,
+        "resolution": query.resolution,
+        "bucket_minutes": query.bucket_minutes,
+        "min_trips": query.min_trips,
+        "limit": query.limit,
+        "offset": query.offset,
+        "trips": span.trips,
+        "weeks": weeks,
+        "first_week": span.span[0].isoformat() if span.span else None,
+        "last_week": span.span[-1].isoformat() if span.span else None,
+        "total_groups": total,
+        "groups": [group_json(row, query.bucket_minutes, weeks) for row in rows],
+    }
+
+
+__all__ = [
+    "FORCED_COMPLEMENT",
+    "GroupsUnavailable",
+    "Serving",
+    "trip_groups",
+    "warm_up",
+    "weekly_average",
+]

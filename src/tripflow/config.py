@@ -6,12 +6,20 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ByteSize, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tripflow.records import DEFAULT_WINDOW, TripWindow
+
+# Finest H3 resolution, and the minutes of a day (the time-of-day buckets' range).
+MAX_RESOLUTION = 15
+MINUTES_PER_DAY = 24 * 60
+# Similar-trip groups by default: cells about 1 km across (and 2.5 km), quarter hours.
+DEFAULT_GROUP_RESOLUTIONS = (8, 7)
+DEFAULT_GROUP_MINUTES = 15
 
 
 class SparkRunnerMode(StrEnum):
@@ -149,6 +157,19 @@ class Settings(BaseSettings):
     serving_threads: int = Field(
         default=2, ge=1, description="DuckDB threads per process reading or writing the copy."
     )
+    group_resolutions: Annotated[list[int], NoDecode] = Field(
+        default=list(DEFAULT_GROUP_RESOLUTIONS),
+        description="H3 resolutions (0-15) at which the serving copy keeps similar-trip groups, "
+        "comma-separated; the first is the default of /trip-groups (8: cells about 1 km "
+        "across). A change applies to segments written after it: `tripflow serving rebuild`.",
+    )
+    group_minutes: int = Field(
+        default=DEFAULT_GROUP_MINUTES,
+        ge=1,
+        le=1440,
+        description="Width in minutes of the time-of-day buckets the groups are kept in; "
+        "/trip-groups answers any width that is a multiple of it and divides the day.",
+    )
     airflow_port: int = Field(default=8080, description="Port of the Airflow UI and REST API.")
     airflow_log_server_port: int = Field(
         default=8793,
@@ -232,6 +253,30 @@ class Settings(BaseSettings):
     def serving_dir_path(self) -> Path:
         """Return the absolute directory of the serving copy."""
         return (self.serving_dir or self.home_dir / "serving").expanduser().resolve()
+
+    @field_validator("group_resolutions", mode="before")
+    @classmethod
+    def _split_resolutions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("group_resolutions")
+    @classmethod
+    def _resolutions_in_range(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one H3 resolution")
+        for resolution in value:
+            if not 0 <= resolution <= MAX_RESOLUTION:
+                raise ValueError(f"H3 resolution {resolution} is outside 0-{MAX_RESOLUTION}")
+        return list(dict.fromkeys(value))
+
+    @field_validator("group_minutes")
+    @classmethod
+    def _minutes_divide_the_day(cls, value: int) -> int:
+        if MINUTES_PER_DAY % value:
+            raise ValueError(f"{value} does not divide the {MINUTES_PER_DAY} minutes of a day")
+        return value
 
     @model_validator(mode="after")
     def _window_ends_after_it_starts(self) -> Settings:

@@ -7,7 +7,7 @@ import atexit
 from flask import Flask
 
 from tripflow.answers import Serving
-from tripflow.api import events, ingestions, insights, meta, page, trips
+from tripflow.api import events, groups, ingestions, insights, meta, page, trips
 from tripflow.api.database import EXTENSION_KEY, Database, get_database
 from tripflow.api.errors import register_error_handlers
 from tripflow.config import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     hub = events.EventHub(database_url, max_streams=settings.api_max_streams)
     app.extensions[events.HUB_KEY] = hub
     app.config[events.HEARTBEAT_KEY] = settings.api_stream_heartbeat
+    app.config[groups.DEFAULT_RESOLUTION_KEY] = settings.group_resolutions[0]
     # Flask has no end-of-process hook; the pool lives as long as the worker process.
     atexit.register(database.close)
     atexit.register(hub.close)
@@ -46,4 +47,5 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.register_blueprint(ingestions.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(insights.blueprint)
+    app.register_blueprint(groups.blueprint)
     return app

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from tripflow.api.database import get_database
+from tripflow.api.groups import DEFAULT_RESOLUTION_KEY
 from tripflow.api.openapi import ENDPOINTS, build_openapi
 from tripflow.api.page import render_page
 from tripflow.api.params import reject_any
+from tripflow.api.trips import get_serving
 from tripflow.warehouse import queries
 
 blueprint = Blueprint("meta", __name__)
@@ -62,4 +64,8 @@ def health() -> dict[str, Any]:
 def openapi() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document."""
     reject_any(request.args.to_dict(flat=False))
-    return build_openapi(request.script_root + "/")
+    return build_openapi(
+        request.script_root + "/",
+        get_serving().copy.groups,
+        current_app.config[DEFAULT_RESOLUTION_KEY],
+    )

@@ -8,12 +8,17 @@ from typing import Any
 from tripflow.api.errors import MAX_TARGET_BYTES
 from tripflow.api.events import LAST_EVENT_ID, LAST_EVENT_PARAMETER
 from tripflow.api.params import (
+    DEFAULT_GROUP_LIMIT,
     DEFAULT_INGESTION_LIMIT,
+    MAX_GROUP_LIMIT,
+    MAX_GROUP_OFFSET,
     MAX_INGESTION_LIMIT,
     MOMENT_PATTERN,
     NAME_PATTERN,
+    default_bucket,
 )
 from tripflow.records import MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
+from tripflow.serving.groups import GroupGrid, valid_bucket_widths
 from tripflow.warehouse.ingestions import Status
 from tripflow.weeks import MAX_SPAN_WEEKS, Match
 
@@ -60,6 +65,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/insights/regions-of-datasource",
         "The regions a datasource appeared in, with its trips there.",
         "/insights/regions-of-datasource?datasource=cheap_mobile",
+    ),
+    Endpoint(
+        "/trip-groups",
+        "The largest groups of similar trips: same region, H3 cell of each end, time of day.",
+        "/trip-groups?region=Prague&resolution=8&bucket=60&min_trips=2&limit=10",
     ),
     Endpoint("/health", "Database and PostGIS reachability.", "/health"),
     Endpoint("/openapi.json", "This API described as OpenAPI 3.1.", "/openapi.json"),
@@ -204,6 +214,16 @@ _EXTENT = {
 }
 _EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 
+_CELL = _closed(
+    {
+        "cell": {"type": "string", "pattern": "^[0-9a-f]{15}$", "description": "H3 cell id."},
+        "lon": {"type": "number", "minimum": MIN_LON, "maximum": MAX_LON},
+        "lat": {"type": "number", "minimum": MIN_LAT, "maximum": MAX_LAT},
+    },
+    description="An H3 cell and its centre.",
+)
+_CLOCK = {"type": "string", "pattern": "^(?:[01][0-9]|2[0-4]):[0-5][0-9]$"}
+
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -263,6 +283,44 @@ _SCHEMAS: dict[str, Any] = {
                 },
                 description="The question as understood.",
             ),
+        }
+    ),
+    "TripGroups": _closed(
+        {
+            "region": _NULLABLE_STRING,
+            "datasource": _NULLABLE_STRING,
+            "resolution": {"type": "integer", "minimum": 0, "maximum": 15},
+            "bucket_minutes": {"type": "integer", "minimum": 1, "maximum": 1440},
+            "min_trips": {"type": "integer", "minimum": 1},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_GROUP_LIMIT},
+            "offset": {"type": "integer", "minimum": 0},
+            "trips": {**_COUNT, "description": "Trips of the region and datasource."},
+            "weeks": {
+                **_COUNT,
+                "description": "ISO weeks from their first trip's to their last trip's: "
+                "every group's weekly average divides by it.",
+            },
+            "first_week": _NULLABLE_DATE,
+            "last_week": _NULLABLE_DATE,
+            "total_groups": {**_COUNT, "description": "Groups with at least min_trips trips."},
+            "groups": {
+                "type": "array",
+                "description": "Largest first; ties by region, origin cell, destination cell "
+                "and time of day.",
+                "items": _closed(
+                    {
+                        "region": {"type": "string"},
+                        "origin": _CELL,
+                        "destination": _CELL,
+                        "time_of_day": _closed(
+                            {"from": _CLOCK, "to": _CLOCK},
+                            description="Wall-clock start (inclusive) and end (exclusive).",
+                        ),
+                        "trips": {"type": "integer", "minimum": 1},
+                        "weekly_average": {"type": "number", "minimum": 0},
+                    }
+                ),
+            },
         }
     ),
     "IngestionFile": _closed(
@@ -346,8 +404,69 @@ def _get(
     return {"get": {"summary": summary, "parameters": parameters or [], "responses": responses}}
 
 
-def build_openapi(server_url: str = "/") -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of the API."""
+def _group_parameters(grid: GroupGrid, default_resolution: int) -> list[dict[str, Any]]:
+    name = {"type": "string", "pattern": NAME_PATTERN}
+    return [
+        _query("region", "Only groups of this region (exact name).", name, "Prague"),
+        _query(
+            "datasource",
+            "Count only trips of this datasource (exact name).",
+            name,
+            "funny_car",
+        ),
+        _query(
+            "resolution",
+            "H3 resolution of both cells (the ones the server keeps; 8 is about 1 km across).",
+            {
+                "type": "integer",
+                "enum": sorted(grid.resolutions),
+                "default": default_resolution,
+            },
+            default_resolution,
+        ),
+        _query(
+            "bucket",
+            "Width of the time-of-day buckets in minutes; buckets start at midnight.",
+            {
+                "type": "integer",
+                "enum": valid_bucket_widths(grid.minutes),
+                "default": default_bucket(grid),
+            },
+            default_bucket(grid),
+        ),
+        _query(
+            "min_trips",
+            "Only groups with at least this many trips.",
+            {"type": "integer", "minimum": 1, "maximum": 999_999_999, "default": 1},
+            2,
+        ),
+        _query(
+            "limit",
+            "Groups per page.",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_GROUP_LIMIT,
+                "default": DEFAULT_GROUP_LIMIT,
+            },
+            10,
+        ),
+        _query(
+            "offset",
+            "Groups to skip (the page's start).",
+            {"type": "integer", "minimum": 0, "maximum": MAX_GROUP_OFFSET, "default": 0},
+            0,
+        ),
+    ]
+
+
+def build_openapi(
+    server_url: str = "/", grid: GroupGrid | None = None, default_resolution: int | None = None
+) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the API (the group grid is the server's)."""
+    grid = grid or GroupGrid.default()
+    if default_resolution is None:
+        default_resolution = max(grid.resolutions)
     summaries = {endpoint.path: endpoint.summary for endpoint in ENDPOINTS}
     index_schema = _closed(
         {
@@ -517,6 +636,14 @@ def build_openapi(server_url: str = "/") -> dict[str, Any]:
                     "required": True,
                 }
             ],
+        ),
+        "/trip-groups": _get(
+            summaries["/trip-groups"],
+            _json("One page of groups.", {"$ref": "#/components/schemas/TripGroups"}),
+            parameters=_group_parameters(grid, default_resolution),
+            unavailable="The database cannot be reached, or (type groups-unavailable) the "
+            "serving copy does not hold the groups asked for yet (the detail says what writes "
+            "them); retry after Retry-After seconds.",
         ),
         "/health": _get(summaries["/health"], _json("Everything answers.", health_schema)),
         "/openapi.json": _get(

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
+from tripflow.config import MAX_RESOLUTION, MINUTES_PER_DAY
 from tripflow.records import CONTROL_PATTERN, MAX_LAT, MAX_LON, MIN_LAT, MIN_LON
+from tripflow.serving.groups import GroupGrid, GroupQuery, valid_bucket_widths
 from tripflow.weeks import AreaQuery, BBox, Match, SpanTooLongError, range_span
 
 AREA_PARAMETERS = ("bbox", "region", "datasource", "from", "to", "match")
@@ -211,3 +213,63 @@ def parse_ingestion_limit(args: QueryArgs) -> int:
             [InvalidParam("limit", f"must be a whole number from 1 to {MAX_INGESTION_LIMIT}")]
         )
     return int(text)
+
+
+GROUP_PARAMETERS = ("region", "datasource", "resolution", "bucket", "min_trips", "limit", "offset")
+DEFAULT_GROUP_BUCKET = 60
+DEFAULT_GROUP_LIMIT = 20
+MAX_GROUP_LIMIT = 1000
+MAX_GROUP_OFFSET = 100_000_000
+
+
+def default_bucket(grid: GroupGrid) -> int:
+    """Return the bucket width /trip-groups uses when none is asked: an hour if it can."""
+    return DEFAULT_GROUP_BUCKET if DEFAULT_GROUP_BUCKET % grid.minutes == 0 else grid.minutes
+
+
+def parse_group_query(args: QueryArgs, grid: GroupGrid, default_resolution: int) -> GroupQuery:
+    """Parse a /trip-groups query string into a GroupQuery for the kept grid, or raise
+    ParamError."""
+    problems = check_names(args, GROUP_PARAMETERS)
+    failed = {problem.name for problem in problems}
+
+    def read(name: str, parse: Callable[[str], _T]) -> _T | None:
+        text = _single(args, name)
+        if text is None or name in failed:
+            return None
+        try:
+            return parse(text)
+        except ValueError as error:
+            problems.append(InvalidParam(name, str(error)))
+            return None
+
+    def whole(low: int, high: int, allowed: Collection[int] = ()) -> Callable[[str], int]:
+        def parse(text: str) -> int:
+            if not _INTEGER.match(text) or not low <= int(text) <= high:
+                raise ValueError(f"must be a whole number from {low} to {high}")
+            if allowed and int(text) not in allowed:
+                listed = ", ".join(str(item) for item in sorted(allowed))
+                raise ValueError(f"{int(text)} is not one of those kept: {listed}")
+            return int(text)
+
+        return parse
+
+    widths = valid_bucket_widths(grid.minutes)
+    region = read("region", parse_name)
+    datasource = read("datasource", parse_name)
+    resolution = read("resolution", whole(0, MAX_RESOLUTION, grid.resolutions))
+    bucket = read("bucket", whole(1, MINUTES_PER_DAY, widths))
+    min_trips = read("min_trips", whole(1, 999_999_999))
+    limit = read("limit", whole(1, MAX_GROUP_LIMIT))
+    offset = read("offset", whole(0, MAX_GROUP_OFFSET))
+    if problems:
+        raise ParamError(problems)
+    return GroupQuery(
+        resolution=default_resolution if resolution is None else resolution,
+        bucket_minutes=default_bucket(grid) if bucket is None else bucket,
+        region=region,
+        datasource=datasource,
+        min_trips=1 if min_trips is None else min_trips,
+        limit=DEFAULT_GROUP_LIMIT if limit is None else limit,
+        offset=0 if offset is None else offset,
+    )

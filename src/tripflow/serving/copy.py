@@ -39,6 +39,7 @@ import pyarrow.dataset as pads
 from psycopg import sql
 
 from tripflow.config import Settings
+from tripflow.serving.groups import GroupGrid, register_cell_function, write_groups
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Segment:
     path: Path | None
     # Unique per write: a segment written again under the same name is a new one.
     identity: str
+    # The similar-trip groups it keeps; None for a segment written before they existed.
+    groups: GroupGrid | None = None
 
 
 class ServingCopy:
@@ -96,8 +99,10 @@ class ServingCopy:
         memory_limit: str = "2GB",
         threads: int = 2,
         max_segments: int = 8,
+        groups: GroupGrid | None = None,
     ) -> None:
         self.directory = directory
+        self.groups = groups or GroupGrid.default()
         self.memory_limit = memory_limit
         self.threads = threads
         # More segments than this in use are merged (maintenance.compact): each is one more
@@ -114,6 +119,7 @@ class ServingCopy:
             memory_limit=settings.serving_write_memory_limit,
             threads=settings.serving_threads,
             max_segments=settings.serving_max_segments,
+            groups=GroupGrid(frozenset(settings.group_resolutions), settings.group_minutes),
         )
 
     # Reading ----------------------------------------------------------------------------
@@ -148,7 +154,14 @@ class ServingCopy:
             return None
         rows = int(content["rows"])
         path = manifest.with_suffix(DATA_SUFFIX) if rows else None
-        return Segment(manifest.stem, frozenset(content["batches"]), rows, path, str(content["id"]))
+        return Segment(
+            manifest.stem,
+            frozenset(content["batches"]),
+            rows,
+            path,
+            str(content["id"]),
+            GroupGrid.from_dict(content.get("groups")),
+        )
 
     def cover(self, published: Collection[int]) -> list[Segment] | None:
         """Return segments holding exactly the published batches, each once; None if the
@@ -254,6 +267,7 @@ class ServingCopy:
                     target = duck_literal(str(work / "segment.duckdb"))
                     duck.execute(f"ATTACH {target} AS segment")
                     duck.execute(load_statement("write_segment.duckdb"))
+                    write_groups(duck, self.groups, load_statement("write_groups.duckdb"))
                     duck.execute("DETACH segment")
             (work / "incoming.duckdb").unlink(missing_ok=True)
             return Prepared(self, work, rows)
@@ -270,6 +284,7 @@ class ServingCopy:
             duck.execute("SET memory_limit = ?", [self.memory_limit])
             duck.execute("SET temp_directory = ?", [str(work / "spill")])
             duck.execute(load_statement("morton.duckdb"))
+            register_cell_function(duck)
             yield duck
 
     def publish_manifest(self, name: str, batches: Collection[int], rows: int) -> Segment:
@@ -281,6 +296,7 @@ class ServingCopy:
             "id": identity,
             "batches": sorted(batches),
             "rows": rows,
+            "groups": self.groups.to_dict(),
             "written_at": datetime.now(UTC).isoformat(),
         }
         partial = self.directory / f".{name}.json.{uuid.uuid4().hex[:8]}"
@@ -291,7 +307,7 @@ class ServingCopy:
             (self.directory / f"{name}{DATA_SUFFIX}").unlink(missing_ok=True)
         _sync_directory(self.directory)
         path = manifest.with_suffix(DATA_SUFFIX) if rows else None
-        return Segment(name, frozenset(batches), rows, path, identity)
+        return Segment(name, frozenset(batches), rows, path, identity, self.groups)
 
     def remove(self, segments: Collection[Segment]) -> None:
         """Remove segments: the manifest first, so no reader picks one up half gone.

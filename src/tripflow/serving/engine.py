@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from tripflow.serving.copy import Segment, duck_literal
+from tripflow.serving.groups import GroupQuery, GroupRow
 from tripflow.warehouse.plan import Extent, Group, Plan, union_of, week_ranges
 from tripflow.weeks import BBox, Match
 
@@ -257,6 +258,62 @@ class Engine:
         for group in plan.complement:
             counted[group.key] = group.trips - found.get(("complement", group.key), 0)
         return counted
+
+    def trip_groups(
+        self, segments: Sequence[Segment], query: GroupQuery
+    ) -> tuple[list[GroupRow], int]:
+        """Sum the segments' kept groups into the query's grid; return one page of the
+        groups with at least min_trips trips (largest first) and how many there are."""
+        cursor, attached = self.attach(segments)
+        parts: list[str] = []
+        values: list[Any] = []
+        for item in attached:
+            filters = ["groups.resolution = ?"]
+            part_values: list[Any] = [query.resolution]
+            for kind, name in (("region", query.region), ("datasource", query.datasource)):
+                if name is None:
+                    continue
+                code = item.code(kind, name)
+                if code is None:
+                    break
+                filters.append(f"groups.{kind} = ?")
+                part_values.append(code)
+            else:
+                parts.append(
+                    f"SELECT regions.name AS region, groups.origin_cell, groups.destination_cell,"
+                    f" groups.minute // {int(query.bucket_minutes)} AS bucket, groups.trips"
+                    f" FROM {item.alias}.trip_groups AS groups"
+                    f" JOIN {item.alias}.names AS regions"
+                    " ON regions.kind = 'region' AND regions.code = groups.region"
+                    " WHERE " + " AND ".join(filters)
+                )
+                values += part_values
+        if not parts:
+            cursor.close()
+            return [], 0
+        # Ties are ordered by every key, so pages never overlap or skip a group.
+        grouped = (
+            "SELECT region, origin_cell, destination_cell, bucket, sum(trips) AS trips"
+            f" FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL HAVING sum(trips) >= ?"
+        )
+        values.append(query.min_trips)
+        with cursor:
+            rows = cursor.execute(
+                f"SELECT *, count(*) OVER () FROM ({grouped})"
+                " ORDER BY trips DESC, region, origin_cell, destination_cell, bucket"
+                " LIMIT ? OFFSET ?",
+                [*values, query.limit, query.offset],
+            ).fetchall()
+            if rows:
+                total = int(rows[0][5])
+            else:
+                counted = cursor.execute(f"SELECT count(*) FROM ({grouped})", values).fetchone()
+                total = int(counted[0]) if counted else 0
+        found = [
+            GroupRow(str(region), int(origin), int(destination), int(bucket), int(trips))
+            for region, origin, destination, bucket, trips, _ in rows
+        ]
+        return found, total
 
 
 def _select(

@@ -1,0 +1,51 @@
+"""Similar-trip groups: trips with the same region, H3 cells of both ends and time of day."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from tripflow import answers
+from tripflow.api.database import get_database
+from tripflow.api.errors import problem
+from tripflow.api.params import parse_group_query
+from tripflow.api.trips import get_answer_cache, get_serving
+from tripflow.warehouse import queries
+
+blueprint = Blueprint("groups", __name__)
+
+DEFAULT_RESOLUTION_KEY = "tripflow.group_resolution"
+GROUPS_UNAVAILABLE = "urn:tripflow:problem:groups-unavailable"
+
+
+@blueprint.get("/trip-groups")
+def trip_groups() -> dict[str, Any]:
+    """List the largest groups of similar trips, one page at a time."""
+    serving = get_serving()
+    query = parse_group_query(
+        request.args.to_dict(flat=False),
+        serving.copy.groups,
+        current_app.config[DEFAULT_RESOLUTION_KEY],
+    )
+    cache = get_answer_cache()
+    with get_database().connection() as conn, queries.snapshot(conn):
+        version = queries.data_version(conn)
+        key = (version, query)
+        answer = cache.get(key)
+        if answer is None:
+            answer = answers.trip_groups(conn, query, serving=serving, version=version)
+            cache.put(key, answer)
+        return answer
+
+
+@blueprint.app_errorhandler(answers.GroupsUnavailable)
+def _groups_unavailable(error: answers.GroupsUnavailable) -> Response:
+    current_app.logger.warning("trip groups unavailable: %s", error)
+    return problem(
+        503,
+        "Trip groups unavailable",
+        str(error),
+        type_=GROUPS_UNAVAILABLE,
+        headers={"Retry-After": "60"},
+    )
