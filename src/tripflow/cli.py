@@ -439,6 +439,80 @@ def status() -> None:
 
 
 @app.command()
+def groups(
+    region: Annotated[str | None, typer.Option(help="Only groups of this region.")] = None,
+    datasource: Annotated[
+        str | None, typer.Option(help="Count only trips of this datasource.")
+    ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(help="H3 resolution of both cells (default: the first kept one)."),
+    ] = None,
+    bucket: Annotated[
+        int | None, typer.Option(help="Time-of-day bucket width in minutes (default 60).")
+    ] = None,
+    min_trips: Annotated[int, typer.Option(help="Only groups with this many trips.")] = 1,
+    limit: Annotated[int, typer.Option(help="How many groups to print.")] = 10,
+    offset: Annotated[int, typer.Option(help="Groups to skip first.")] = 0,
+) -> None:
+    """Print the largest groups of similar trips: same region, H3 cell of each end and time
+    of day."""
+    from tripflow.answers import GroupsUnavailable, Serving, trip_groups
+    from tripflow.api.params import ParamError, parse_group_query
+    from tripflow.warehouse.database import connect
+
+    settings = Settings()
+    serving = Serving.from_settings(settings)
+    given = {
+        "region": region,
+        "datasource": datasource,
+        "resolution": resolution,
+        "bucket": bucket,
+        "min_trips": min_trips,
+        "limit": limit,
+        "offset": offset,
+    }
+    try:
+        query = parse_group_query(
+            {name: [str(value)] for name, value in given.items() if value is not None},
+            serving.copy.groups,
+            settings.group_resolutions[0],
+        )
+    except ParamError as error:
+        for item in error.invalid:
+            errors.print(f"  --{item.name.replace('_', '-')}: {item.reason}", highlight=False)
+        raise fail("invalid options", code=2) from None
+    try:
+        with closing(connect(ensure_database(settings))) as conn:
+            answer = trip_groups(conn, query, serving=serving)
+    except GroupsUnavailable as error:
+        raise fail(str(error)) from None
+    table = Table(
+        title=f"similar trips: H3 resolution {query.resolution}, {query.bucket_minutes}-minute "
+        f"buckets, {answer['total_groups']:,} groups of at least {query.min_trips} trips"
+    )
+    for column in ("#", "region", "origin cell", "destination cell", "time of day", "trips"):
+        table.add_column(column, justify="right" if column in ("#", "trips") else "left")
+    table.add_column("per week", justify="right")
+    for rank, group in enumerate(answer["groups"], start=query.offset + 1):
+        table.add_row(
+            str(rank),
+            group["region"],
+            group["origin"]["cell"],
+            group["destination"]["cell"],
+            f"{group['time_of_day']['from']}-{group['time_of_day']['to']}",
+            f"{group['trips']:,}",
+            f"{group['weekly_average']:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"weekly averages over {answer['weeks']} weeks "
+        f"({answer['first_week']} to {answer['last_week']}) of {answer['trips']:,} trips",
+        highlight=False,
+    )
+
+
+@app.command()
 def generate(
     rows: Annotated[int, typer.Option("--rows", help="Data rows to write in all.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for trips-00001.csv, ...")],

@@ -6,6 +6,9 @@ after the copy's segments are merged and after a rebuild."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -151,6 +154,22 @@ def every_group(client: FlaskClient, **params: Any) -> tuple[list[Any], dict[str
     return found, first
 
 
+def run_groups(settings: Settings, *options: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "TRIPFLOW_HOME": str(settings.home_dir),
+        "TRIPFLOW_DATABASE_URL": settings.database_dsn,
+        "TRIPFLOW_SERVING_DIR": str(settings.serving_dir_path),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "tripflow"), "groups", *options],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.fixture
 def api(settings: Settings, database_url: str) -> Iterator[Flask]:
     application = create_app(settings, database_url=database_url)
@@ -268,6 +287,19 @@ def test_groups_refuse_what_the_copy_does_not_keep_and_say_what_writes_it(
         assert "kept: 7, 8" in kept
         assert get(client, "/trip-groups", region="Nowhere")["groups"] == []
         assert get(client, "/trip-groups", offset=10**6)["groups"] == []
+
+        # The terminal prints the same top groups; a bad option is named, with no traceback.
+        top = get(client, "/trip-groups", resolution=7, bucket=120, limit=5)
+        printed = run_groups(settings, "--resolution", "7", "--bucket", "120", "--limit", "5")
+        assert printed.returncode == 0, printed.stderr
+        lines = [line for line in printed.stdout.splitlines() if "│" in line]
+        assert len(lines) == 5
+        for line, group in zip(lines, top["groups"], strict=True):
+            assert group["origin"]["cell"] in line and group["destination"]["cell"] in line
+            assert f"{group['time_of_day']['from']}-{group['time_of_day']['to']}" in line
+        refused = run_groups(settings, "--bucket", "7")
+        assert refused.returncode == 2
+        assert "--bucket:" in refused.stderr and "Traceback" not in refused.stderr
     finally:
         close_pool(app)
 
