@@ -17,7 +17,7 @@ export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
 endif
 
 .PHONY: help setup lint format test run up status add-file ingest serve down psql clean \
-	bench-setup bench-ingest bench-query bench-api bench-scale bench-latency
+	bench-setup bench-ingest bench-query bench-groups bench-api bench-scale bench-latency
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ bench-ingest: bench-setup ## Ingest benchmark: tripflow vs the seed's path vs on
 
 bench-query: bench-setup ## Query benchmark: cold p50/p95 vs plain DuckDB and brute force (ROWS=...)
 	$(BIN)/python benchmarks/query.py --rows $(ROWS)
+
+bench-groups: bench-setup ## Similar-trip groups: segment writing with and without them, /trip-groups questions (ROWS=...)
+	$(BIN)/python benchmarks/groups_query.py --rows $(ROWS)
 
 bench-api: bench-setup ## API load benchmark with wrk against `tripflow serve` (ROWS=...)
 	$(BIN)/python benchmarks/api_load.py --rows $(ROWS)

@@ -267,6 +267,11 @@ def ready_serving(conn: psycopg.Connection[Any], url: str) -> Serving:
             why = f"lacks {len(found.missing_batches)} of {found.published} published batches"
         elif found.differences:
             why = f"{len(found.differences)} (region, datasource, week) counts differ"
+        elif any(
+            segment.rows and segment.groups != serving.copy.groups
+            for segment in serving.copy.segments()
+        ):
+            why = "written without today's similar-trip groups"
     print(f"  serving copy {directory}: checked in {time.perf_counter() - started:.1f} s")
     if why:
         print(f"    {why}: rebuilding it from tripdata")

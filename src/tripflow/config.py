@@ -321,7 +321,10 @@ class Settings(BaseSettings):
             "database_url": self.database_dsn,
         }
         return {
-            f"TRIPFLOW_{name.upper()}": str(value)
+            # Lists as the environment writes them: comma-separated.
+            f"TRIPFLOW_{name.upper()}": (
+                ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
+            )
             for name, value in values.items()
             if value is not None
         }

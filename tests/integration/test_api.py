@@ -20,9 +20,11 @@ from tests.conftest import SAMPLE, TEMPLATE
 from tripflow import pipeline
 from tripflow.api import create_app
 from tripflow.api.database import EXTENSION_KEY, Database
+from tripflow.api.trips import SERVING_KEY
 from tripflow.config import Settings
 from tripflow.lake import LANDING, Lake
 from tripflow.services.postgres import ManagedPostgres
+from tripflow.serving import maintenance
 from tripflow.warehouse.database import connect
 from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.publish import publish_batch
@@ -97,8 +99,9 @@ def close_pool(app: Flask) -> None:
 
 
 @pytest.fixture
-def app(loaded_url: str) -> Iterator[Flask]:
-    application = create_app(database_url=loaded_url)
+def app(loaded_url: str, settings: Settings) -> Iterator[Flask]:
+    # The test's own home: its serving copy is empty (questions fall back to PostGIS).
+    application = create_app(settings, database_url=loaded_url)
     yield application
     close_pool(application)
 
@@ -354,10 +357,15 @@ def test_openapi_documents_every_route_and_parameter(app: Flask, client: FlaskCl
     ]
 
 
-def test_index_lists_every_route_with_a_working_example(client: FlaskClient, app: Flask) -> None:
+def test_index_lists_every_route_with_a_working_example(
+    client: FlaskClient, app: Flask, loaded_url: str
+) -> None:
     body = get_json(client, "/")
     listed = {endpoint["path"] for endpoint in body["endpoints"]}
     assert listed == {rule.rule for rule in api_rules(app)}
+    # Similar-trip groups are answered from the serving copy only.
+    with psycopg.connect(loaded_url) as conn:
+        maintenance.sync(conn, app.extensions[SERVING_KEY].copy)
     for endpoint in body["endpoints"]:
         assert endpoint["description"]
         # Unbuffered: the event stream's example never ends.

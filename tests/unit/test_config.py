@@ -24,6 +24,9 @@ def test_env_example_shows_the_defaults() -> None:
     defaults = Settings(_env_file=None)
     for name, value in shown.items():
         default = getattr(defaults, name.removeprefix("TRIPFLOW_").lower())
+        if isinstance(default, list):
+            # Lists are written comma-separated.
+            default = ",".join(str(item) for item in default)
         assert (str(default) if default is not None else "") == value, name
 
 
@@ -62,3 +65,29 @@ def test_spark_memory_defaults_to_a_sixth_of_the_machine(monkeypatch: pytest.Mon
 def test_refuses_a_trip_window_that_ends_before_it_starts() -> None:
     with pytest.raises(ValueError, match="must end after it starts"):
         Settings(_env_file=None, trip_earliest="2020-01-01", trip_latest="2019-01-01")
+
+
+def test_settings_passed_through_the_environment_are_the_same(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    chosen = Settings(
+        _env_file=None, home=tmp_path, group_resolutions=[9, 6], group_minutes=30, api_port=6001
+    )
+    for name, value in chosen.environment().items():
+        monkeypatch.setenv(name, value)
+    passed = Settings(_env_file=None)
+    # The lake and database URLs are passed resolved, so compare what the environment holds.
+    assert passed.environment() == chosen.environment()
+    assert (passed.group_resolutions, passed.group_minutes) == ([9, 6], 30)
+
+
+def test_group_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value, reason in [
+        ("TRIPFLOW_GROUP_RESOLUTIONS", "8,16", "outside 0-15"),
+        ("TRIPFLOW_GROUP_RESOLUTIONS", " , ", "at least one"),
+        ("TRIPFLOW_GROUP_MINUTES", "7", "does not divide"),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=reason):
+            Settings(_env_file=None)
+        monkeypatch.delenv(name)
