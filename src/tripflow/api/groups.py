@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from tripflow import answers
 from tripflow.api.database import get_database
 from tripflow.api.errors import problem
 from tripflow.api.params import parse_group_query
 from tripflow.api.trips import get_answer_cache, get_serving
+from tripflow.serving.groups import GroupQuery
 from tripflow.warehouse import queries
 
 blueprint = Blueprint("groups", __name__)
@@ -28,15 +29,33 @@ def trip_groups() -> dict[str, Any]:
         serving.copy.groups,
         current_app.config[DEFAULT_RESOLUTION_KEY],
     )
+    return _answer(query)
+
+
+def _answer(query: GroupQuery) -> dict[str, Any]:
     cache = get_answer_cache()
     with get_database().connection() as conn, queries.snapshot(conn):
         version = queries.data_version(conn)
         key = (version, query)
         answer = cache.get(key)
         if answer is None:
-            answer = answers.trip_groups(conn, query, serving=serving, version=version)
+            answer = answers.trip_groups(conn, query, serving=get_serving(), version=version)
             cache.put(key, answer)
         return answer
+
+
+def warm_up(app: Flask) -> None:
+    """Answer the page's first question (the default groups) before a worker serves, so
+    that no visitor waits for the broadest sum. A failure is logged, never raised."""
+    with app.app_context():
+        try:
+            _answer(
+                parse_group_query(
+                    {}, get_serving().copy.groups, current_app.config[DEFAULT_RESOLUTION_KEY]
+                )
+            )
+        except Exception as error:
+            current_app.logger.warning("groups warm-up skipped: %s", error)
 
 
 @blueprint.app_errorhandler(answers.GroupsUnavailable)

@@ -12,6 +12,7 @@ limit_request_line = 0
 
 def post_worker_init(worker: Any) -> None:
     """Warm a worker up once it has loaded the application, before it takes requests."""
-    from tripflow.api.trips import warm_up
+    from tripflow.api import groups, trips
 
-    warm_up(worker.wsgi)
+    trips.warm_up(worker.wsgi)
+    groups.warm_up(worker.wsgi)
