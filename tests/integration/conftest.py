@@ -32,6 +32,12 @@ def sample_api(connect_stack: Settings) -> str:
     """The URL of the run's API under gunicorn (the `connect_stack` fixture), its database
     holding the sample, loaded once for every module that asks."""
     from tests.integration.test_api import load_sample
+    from tripflow.serving import maintenance
+    from tripflow.serving.copy import ServingCopy
 
     load_sample(connect_stack.database_dsn)
+    # Published without the stack's serving copy (as by another host): sync it, as the next
+    # ingest would, so that what only the copy answers (similar-trip groups) answers.
+    with psycopg.connect(connect_stack.database_dsn) as conn:
+        maintenance.sync(conn, ServingCopy.from_settings(connect_stack))
     return f"http://{connect_stack.api_host}:{connect_stack.api_port}"

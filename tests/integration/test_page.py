@@ -392,6 +392,158 @@ def test_a_refused_question_shows_the_apis_problem(
     assert shown_answer(page)["error"] is None
 
 
+def wait_for_groups(page: Page, query: str) -> None:
+    """Wait until the page shows its answer of /trip-groups to exactly this query string."""
+    page.wait_for_function(
+        "(query) => { const s = document.getElementById('groups');"
+        " return s.dataset.query === query && s.dataset.state !== 'asking'; }",
+        arg=query,
+    )
+
+
+def group_defaults(api: requests.Session, sample_api: str) -> str:
+    """The query string of the first page of groups with every default the API describes."""
+    described = get_json(api, f"{sample_api}/openapi.json")["paths"]["/trip-groups"]["get"]
+    schemas = {item["name"]: item["schema"] for item in described["parameters"]}
+    return "&".join(
+        f"{name}={schemas[name]['default']}"
+        for name in ("resolution", "bucket", "min_trips", "limit", "offset")
+    )
+
+
+def assert_shows_groups(page: Page, answer: dict[str, Any]) -> None:
+    """The groups table and the lines on the map are the API's page of groups, in order."""
+    shown = page.evaluate(
+        """() => ({
+            state: document.getElementById('groups').dataset.state,
+            rows: [...document.querySelectorAll('#group-table tbody tr')].map(
+                (row) => [...row.cells].map((cell) => cell.textContent)),
+            lines: document.querySelectorAll('#map path.group-line').length,
+            ends: document.querySelectorAll('#map path.group-end').length,
+            error: document.getElementById('groups-error').hidden
+                ? null : document.getElementById('groups-error').textContent,
+        })"""
+    )
+    assert shown["state"] == "answered"
+    assert shown["error"] is None
+    rows = shown["rows"]
+    assert [row[:5] for row in rows] == [
+        [
+            group["region"],
+            group["origin"]["cell"],
+            group["destination"]["cell"],
+            f"{group['time_of_day']['from']}\N{EN DASH}{group['time_of_day']['to']}",
+            f"{group['trips']:,}",
+        ]
+        for group in answer["groups"]
+    ]
+    for row, group in zip(rows, answer["groups"], strict=True):
+        assert float(row[5].replace(",", "")) == pytest.approx(group["weekly_average"], abs=0.0005)
+    # One line per group, a circle at each end.
+    assert shown["lines"] == len(rows)
+    assert shown["ends"] == 2 * len(rows)
+
+
+def test_the_largest_groups_of_similar_trips_are_the_apis(
+    watched: Watched, api: requests.Session, sample_api: str
+) -> None:
+    page = watched.page
+    defaults = group_defaults(api, sample_api)
+    wait_for_groups(page, defaults)
+    first = get_json(api, f"{sample_api}/trip-groups?{defaults}")
+    # The defaults the page read from the API's description are the API's own.
+    assert first == get_json(api, f"{sample_api}/trip-groups")
+    assert 0 < len(first["groups"]) < first["total_groups"]
+    assert_shows_groups(page, first)
+
+    # The next page, then back to the first.
+    page.click("#groups-next")
+    second = defaults.replace("offset=0", f"offset={first['limit']}")
+    wait_for_groups(page, second)
+    assert_shows_groups(page, get_json(api, f"{sample_api}/trip-groups?{second}"))
+    page.click("#groups-previous")
+    wait_for_groups(page, defaults)
+    assert_shows_groups(page, first)
+
+    # A region chosen for the weekly average chooses the groups' region too.
+    page.select_option("#region", "Prague")
+    query = f"region=Prague&{defaults}"
+    wait_for_groups(page, query)
+    prague = get_json(api, f"{sample_api}/trip-groups?{query}")
+    assert {group["region"] for group in prague["groups"]} == {"Prague"}
+    assert prague["total_groups"] < first["total_groups"]
+    assert_shows_groups(page, prague)
+
+    # And a datasource.
+    page.select_option("#datasource", "cheap_mobile")
+    query = f"region=Prague&datasource=cheap_mobile&{defaults}"
+    wait_for_groups(page, query)
+    assert_shows_groups(page, get_json(api, f"{sample_api}/trip-groups?{query}"))
+
+    # The groups' own choices: the coarsest cells and the widest buckets the API keeps.
+    resolutions = page.locator("#group-resolution option").evaluate_all(
+        "(o) => o.map((x) => x.value)"
+    )
+    buckets = page.locator("#group-bucket option").evaluate_all("(o) => o.map((x) => x.value)")
+    coarsest, widest = min(resolutions, key=int), max(buckets, key=int)
+    page.select_option("#datasource", "")
+    page.select_option("#group-resolution", coarsest)
+    page.select_option("#group-bucket", widest)
+    query = (
+        f"region=Prague&resolution={coarsest}&bucket={widest}&min_trips=1"
+        f"&limit={first['limit']}&offset=0"
+    )
+    wait_for_groups(page, query)
+    assert_shows_groups(page, get_json(api, f"{sample_api}/trip-groups?{query}"))
+
+    # No two of the sample's trips are alike: none is left with two trips or more.
+    page.fill("#group-min-trips", "2")
+    page.locator("#group-min-trips").dispatch_event("change")
+    query = query.replace("min_trips=1", "min_trips=2")
+    wait_for_groups(page, query)
+    assert get_json(api, f"{sample_api}/trip-groups?{query}")["total_groups"] == 0
+    assert_shows_groups(page, {"groups": []})
+    assert page.text_content("#groups-summary") == "No group has 2 trips or more."
+    assert page.is_disabled("#groups-next") and page.is_disabled("#groups-previous")
+    assert_clean(watched)
+
+
+def test_a_refused_group_question_shows_the_apis_problem(
+    watched: Watched, api: requests.Session, sample_api: str
+) -> None:
+    page = watched.page
+    defaults = group_defaults(api, sample_api)
+    wait_for_groups(page, defaults)
+    page.fill("#group-min-trips", "0")
+    page.locator("#group-min-trips").dispatch_event("change")
+    query = defaults.replace("min_trips=1", "min_trips=0")
+    wait_for_groups(page, query)
+    problem = get_json(api, f"{sample_api}/trip-groups?{query}", status=400)
+    shown = page.evaluate(
+        """() => ({
+            state: document.getElementById('groups').dataset.state,
+            error: document.getElementById('groups-error').textContent,
+            rows: document.querySelectorAll('#group-table tbody tr').length,
+            lines: document.querySelectorAll('#map path.group-line').length,
+        })"""
+    )
+    assert shown["state"] == "error"
+    assert f"400 {problem['title']}: {problem['detail']}" in shown["error"]
+    for item in problem["invalid_params"]:
+        assert f"{item['name']}: {item['reason']}" in shown["error"]
+    assert shown["rows"] == 0
+    assert shown["lines"] == 0
+    # The weekly average is not touched.
+    assert shown_answer(page)["error"] is None
+    assert watched.failed == [f"400 {sample_api}/trip-groups?{query}"]
+    assert [text for text in watched.errors if "status of 400" not in text] == []
+
+    page.fill("#group-min-trips", "1")
+    page.locator("#group-min-trips").dispatch_event("change")
+    wait_for_groups(page, defaults)
+    assert_shows_groups(page, get_json(api, f"{sample_api}/trip-groups?{defaults}"))
+
+
 def test_a_new_ingestion_appears_live_without_reload(
     watched: Watched, connect_stack: Settings
 ) -> None:

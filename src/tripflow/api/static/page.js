@@ -1,6 +1,6 @@
-// The tripflow page: a map of the regions, a question form, the weekly series as a chart and
-// the ingestions as they happen. Plain JavaScript on the API's own endpoints; Leaflet (L) and
-// uPlot are loaded before this file.
+// The tripflow page: a map of the regions, a question form, the weekly series as a chart,
+// the ingestions as they happen and the largest groups of similar trips. Plain JavaScript on
+// the API's own endpoints; Leaflet (L) and uPlot are loaded before this file.
 "use strict";
 
 (() => {
@@ -10,6 +10,8 @@
   // Degrees between graticule lines, the first that draws at most about a dozen on screen.
   const GRID_STEPS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30];
   const DAY_SECONDS = 86400;
+  const GROUP_COLOR = "#7b3fa0";
+  const GROUP_HIGHLIGHT = "#d2691e";
 
   const $ = (id) => document.getElementById(id);
   const form = $("ask");
@@ -25,6 +27,8 @@
     regions: [],
     asked: 0,
     batches: new Map(),
+    // The similar-trip groups: their page, and the region and datasource they follow.
+    groups: { ready: false, asked: 0, limit: null, offset: 0, following: null, answer: null },
   };
   window.tripflow = state;
 
@@ -54,8 +58,9 @@
 
   // --- errors --------------------------------------------------------------------------------
 
-  function showError(error) {
-    const box = $("error");
+  // An API's problem (its title, detail and each invalid parameter) or a failed request, as
+  // text in a box of the page.
+  function showProblem(box, error) {
     box.replaceChildren();
     if (error instanceof ApiError && error.problem) {
       const problem = error.problem;
@@ -75,10 +80,13 @@
     box.hidden = false;
   }
 
-  function clearError() {
-    $("error").hidden = true;
-    $("error").replaceChildren();
+  function clearProblem(box) {
+    box.hidden = true;
+    box.replaceChildren();
   }
+
+  const showError = (error) => showProblem($("error"), error);
+  const clearError = () => clearProblem($("error"));
 
   // --- the map -------------------------------------------------------------------------------
 
@@ -86,6 +94,10 @@
   state.map = map;
   const graticule = L.layerGroup().addTo(map);
   const regionLayer = L.featureGroup().addTo(map);
+  // Groups are drawn above the regions but let every click through to them.
+  map.createPane("groups").style.zIndex = 450;
+  map.getPane("groups").style.pointerEvents = "none";
+  const groupLayer = L.layerGroup().addTo(map);
   let box = null;
   let drawMode = false;
   let drawStart = null;
@@ -446,6 +458,7 @@
     const source = $("source");
     source.textContent = `GET ${url}`;
     source.href = url;
+    followQuestion();
     // Answers can come back out of order; only the latest question's is shown.
     const asked = ++state.asked;
     const section = $("answer");
@@ -480,6 +493,207 @@
   new ResizeObserver(() => {
     if (state.chart) state.chart.setSize({ width: Math.max(280, $("chart").clientWidth), height: 240 });
   }).observe($("chart"));
+
+  // --- similar trips -------------------------------------------------------------------------
+
+  const groupControls = $("group-controls");
+
+  // Fill a select with the values a parameter's schema allows, its default chosen.
+  function fillChoices(select, schema, label) {
+    const options = schema.enum.map((value) => new Option(label(value), String(value)));
+    select.replaceChildren(...options);
+    select.value = String(schema.default);
+  }
+
+  function bucketLabel(minutes) {
+    if (minutes % 60) return `${minutes} minutes`;
+    return minutes === 60 ? "1 hour" : `${minutes / 60} hours`;
+  }
+
+  // The choices the API keeps (resolutions, bucket widths) and its defaults, as it
+  // describes them; then the first page of groups.
+  async function loadGroupControls() {
+    const description = await getJson("/openapi.json");
+    const schemas = new Map(
+      description.paths["/trip-groups"].get.parameters.map((item) => [item.name, item.schema]),
+    );
+    fillChoices(groupControls.elements.resolution, schemas.get("resolution"), String);
+    fillChoices(groupControls.elements.bucket, schemas.get("bucket"), bucketLabel);
+    const least = schemas.get("min_trips");
+    const minTrips = groupControls.elements.min_trips;
+    minTrips.min = String(least.minimum);
+    minTrips.max = String(least.maximum);
+    minTrips.value = String(least.default);
+    state.groups.limit = schemas.get("limit").default;
+    state.groups.ready = true;
+    loadGroups();
+  }
+
+  function questionKey() {
+    return JSON.stringify([form.elements.region.value, form.elements.datasource.value]);
+  }
+
+  // A new region or datasource in the question starts the groups again from their first page.
+  function followQuestion() {
+    if (!state.groups.ready || state.groups.following === questionKey()) return;
+    state.groups.offset = 0;
+    loadGroups();
+  }
+
+  function groupQuery() {
+    const params = new URLSearchParams();
+    for (const name of ["region", "datasource"]) {
+      const value = form.elements[name].value.trim();
+      if (value) params.set(name, value);
+    }
+    params.set("resolution", groupControls.elements.resolution.value);
+    params.set("bucket", groupControls.elements.bucket.value);
+    // Left empty: the API's own default.
+    const least = groupControls.elements.min_trips.value.trim();
+    if (least) params.set("min_trips", least);
+    params.set("limit", String(state.groups.limit));
+    params.set("offset", String(state.groups.offset));
+    return params.toString();
+  }
+
+  function cellColumn(cell) {
+    const column = element("td", cell.cell, "cell");
+    column.title = `centre ${cell.lon.toFixed(5)}, ${cell.lat.toFixed(5)}`;
+    return column;
+  }
+
+  // One group on the map: a line between its cells' centres, as thick as its trips are
+  // many among those shown, an open circle at the origin and a filled one at the destination.
+  function drawGroup(group, most) {
+    const style = { pane: "groups", color: GROUP_COLOR, interactive: false };
+    const from = [group.origin.lat, group.origin.lon];
+    const to = [group.destination.lat, group.destination.lon];
+    const line = L.polyline([from, to], {
+      ...style,
+      className: "group-line",
+      weight: 1.5 + 4.5 * Math.sqrt(group.trips / most),
+      opacity: 0.75,
+    });
+    const origin = L.circleMarker(from, {
+      ...style,
+      className: "group-end group-origin",
+      radius: 3.5,
+      weight: 1.5,
+      fillColor: "#ffffff",
+      fillOpacity: 1,
+    });
+    const destination = L.circleMarker(to, {
+      ...style,
+      className: "group-end group-destination",
+      radius: 3.5,
+      weight: 1,
+      fillOpacity: 1,
+    });
+    groupLayer.addLayer(line).addLayer(origin).addLayer(destination);
+    return [line, origin, destination];
+  }
+
+  function highlightGroup(shapes, on) {
+    for (const shape of shapes) {
+      shape.setStyle({ color: on ? GROUP_HIGHLIGHT : GROUP_COLOR });
+      if (on) shape.bringToFront();
+    }
+  }
+
+  function groupRow(group, most) {
+    const shapes = drawGroup(group, most);
+    const row = element("tr");
+    row.append(
+      element("td", group.region),
+      cellColumn(group.origin),
+      cellColumn(group.destination),
+      element("td", `${group.time_of_day.from}–${group.time_of_day.to}`),
+      element("td", numbers.format(group.trips), "number"),
+      element("td", numbers.format(group.weekly_average), "number"),
+    );
+    row.addEventListener("mouseenter", () => highlightGroup(shapes, true));
+    row.addEventListener("mouseleave", () => highlightGroup(shapes, false));
+    return row;
+  }
+
+  // Show a page of groups (null: none, after a problem): the table, the map, the paging.
+  function showGroups(answer) {
+    state.groups.answer = answer;
+    groupLayer.clearLayers();
+    const shown = answer ? answer.groups : [];
+    const most = Math.max(1, ...shown.map((group) => group.trips));
+    const rows = shown.map((group) => groupRow(group, most));
+    document.querySelector("#group-table tbody").replaceChildren(...rows);
+    $("group-table").hidden = rows.length === 0;
+
+    const total = answer ? answer.total_groups : 0;
+    const first = answer ? answer.offset : 0;
+    let summary = "";
+    if (answer && total === 0) {
+      summary = `No group has ${numbers.format(answer.min_trips)} trips or more.`;
+    } else if (answer) {
+      const weeks = answer.weeks === 1 ? "1 week" : `${numbers.format(answer.weeks)} weeks`;
+      summary =
+        `${numbers.format(total)} groups of ${numbers.format(answer.trips)} trips; ` +
+        `weekly averages over ${weeks}.`;
+    }
+    $("groups-summary").textContent = summary;
+    $("groups-page").textContent = rows.length
+      ? `${numbers.format(first + 1)}–${numbers.format(first + rows.length)} of ${numbers.format(total)}`
+      : "";
+    $("groups-previous").disabled = !answer || first === 0;
+    $("groups-next").disabled = !answer || first + rows.length >= total;
+  }
+
+  async function loadGroups() {
+    if (!state.groups.ready) return;
+    state.groups.following = questionKey();
+    const query = groupQuery();
+    const url = `/trip-groups?${query}`;
+    const source = $("groups-source");
+    source.textContent = `GET ${url}`;
+    source.href = url;
+    const asked = ++state.groups.asked;
+    const section = $("groups");
+    section.dataset.state = "asking";
+    try {
+      const answer = await getJson(url);
+      if (asked !== state.groups.asked) return;
+      // Past the last page (fewer groups than when it was asked for): show the last one.
+      if (answer.groups.length === 0 && answer.offset > 0 && answer.total_groups > 0) {
+        const last = answer.total_groups - 1;
+        state.groups.offset = last - (last % state.groups.limit);
+        loadGroups();
+        return;
+      }
+      clearProblem($("groups-error"));
+      showGroups(answer);
+      section.dataset.state = "answered";
+    } catch (error) {
+      if (asked !== state.groups.asked) return;
+      showGroups(null);
+      showProblem($("groups-error"), error);
+      section.dataset.state = "error";
+    }
+    section.dataset.query = query;
+  }
+
+  function turnGroupPage(step) {
+    state.groups.offset = Math.max(0, state.groups.offset + step * state.groups.limit);
+    loadGroups();
+  }
+
+  $("groups-previous").addEventListener("click", () => turnGroupPage(-1));
+  $("groups-next").addEventListener("click", () => turnGroupPage(1));
+  groupControls.addEventListener("change", () => {
+    state.groups.offset = 0;
+    loadGroups();
+  });
+  groupControls.addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.groups.offset = 0;
+    loadGroups();
+  });
 
   // --- ingestions, live ----------------------------------------------------------------------
 
@@ -551,6 +765,7 @@
     refreshing = setTimeout(() => {
       loadChoices(false).catch(showError);
       ask();
+      loadGroups();
     }, 200);
   }
 
@@ -595,5 +810,9 @@
       if (bounds) map.fitBounds(bounds, { padding: [30, 30], animate: false });
     });
   ask();
+  loadGroupControls().catch((error) => {
+    showProblem($("groups-error"), error);
+    $("groups").dataset.state = "error";
+  });
   listen();
 })();
