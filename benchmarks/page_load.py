@@ -2,10 +2,11 @@
 load with an empty cache and warm loads after it, and what the page downloads.
 
 A load counts as done when the page shows everything it shows on arrival: the map's region
-layer, the answer to its first question (the whole table's weekly average) and the list of
-ingestions with the live stream open. Against an API already running (`--url`), or against
-the benchmarks' generated database of `--rows` trips if it exists (never built here), served
-by `tripflow serve` on a free port for the run.
+layer, the answer to its first question (the whole table's weekly average), the largest
+groups of similar trips and the list of ingestions with the live stream open. Against an
+API already running (`--url`), or against the benchmarks' generated database of `--rows`
+trips if it exists (never built here), served by `tripflow serve` on a free port for the
+run.
 """
 
 from __future__ import annotations
@@ -21,17 +22,27 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, bench_settings, database_exists, free_port, start_cluster
+from common import (
+    ROOT,
+    bench_settings,
+    database_exists,
+    free_port,
+    ready_serving,
+    start_cluster,
+)
 from playwright.sync_api import Page, sync_playwright
+
+from tripflow.warehouse.database import connect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TRIPFLOW = ROOT / ".venv" / "bin" / "tripflow"
 SHOWN = """() => document.querySelectorAll('#map path.region').length > 0
     && document.getElementById('answer').dataset.state === 'answered'
+    && document.getElementById('groups').dataset.state === 'answered'
     && document.getElementById('live').dataset.state === 'open'
     && document.querySelector('#batches li[data-batch]') !== null"""
 MEASURED = """() => {
@@ -60,8 +71,9 @@ def measure(page: Page, url: str) -> dict[str, Any]:
 
 
 @contextmanager
-def served(database_url: str) -> Iterator[str]:
-    """Serve the API on a database with `tripflow serve` for the duration; yield its URL."""
+def served(database_url: str, serving_dir: Path) -> Iterator[str]:
+    """Serve the API on a database and its serving copy with `tripflow serve` for the
+    duration; yield its URL."""
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="tripflow-page-bench-"))
     environment = {
@@ -69,6 +81,7 @@ def served(database_url: str) -> Iterator[str]:
         "TRIPFLOW_HOME": str(home),
         "TRIPFLOW_DATABASE_URL": database_url,
         "TRIPFLOW_API_PORT": str(port),
+        "TRIPFLOW_SERVING_DIR": str(serving_dir),
     }
     log = (home / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -153,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no database {name} under .bench: build it with `make bench-query ROWS=...`")
         return 1
     print(f"page load against {name}")
-    with served(cluster.url(name)) as base:
+    url = cluster.url(name)
+    # The copy a stack keeps (weekly averages; similar-trip groups are answered from it only).
+    with closing(connect(url)) as conn:
+        serving_dir = ready_serving(conn, url).copy.directory
+    with served(url, serving_dir) as base:
         run(base, args.loads)
     return 0
 

@@ -71,7 +71,7 @@ with DAG(
         # Each failed try counts on the batch, which is set aside after the last one.
         on_retry_callback=tasks.record_spark_failure,
         on_failure_callback=tasks.record_spark_failure,
-    )(tasks.validate)(batch_id, claimed["application_args"])
+    )(tasks.validate)(batch_id)
     published = task(task_id="publish_to_tripdata")(tasks.publish)(batch_id)
     archived = task(task_id="archive_files")(tasks.archive)(batch_id)
 

@@ -33,9 +33,11 @@ IN_FLIGHT_SUFFIXES = ("._COPYING_", ".tmp")
 WEBHDFS_PORT = 9870
 
 
-def trusted_dir(batch_id: int) -> str:
-    """Return the lake directory of a batch's trusted Parquet."""
-    return f"{TRUSTED}/batch={batch_id}"
+def trusted_dir(batch_id: int, attempt: str | None = None) -> str:
+    """Return the lake directory of a batch's trusted Parquet as one run of the Spark job
+    wrote it (no attempt: as batches processed before runs had directories of their own)."""
+    directory = f"{TRUSTED}/batch={batch_id}"
+    return f"{directory}/attempt={attempt}" if attempt else directory
 
 
 def is_in_flight(name: str) -> bool:
@@ -131,6 +133,10 @@ class Lake:
         """Open a file of the lake."""
         with self.fs.open(self.full_path(path), mode) as handle:
             yield handle
+
+    def remove_tree(self, path: str) -> None:
+        """Delete a directory of the lake and everything under it."""
+        self.fs.rm(self.full_path(path), recursive=True)
 
     def makedirs(self, directory: str) -> None:
         """Create a directory and its parents if missing."""

@@ -6,9 +6,11 @@ batch from the step it reached; every step can run twice without loading anythin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import subprocess
+import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +30,8 @@ from tripflow.warehouse.publish import DiskBudget, SegmentWriter, StagingLost, p
 if TYPE_CHECKING:
     from tripflow.spark.preprocess import PreprocessJob
     from tripflow.spark.session import AnySession
+
+log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, str], None]
 # Where the files of a batch set aside as failed are kept.
@@ -194,44 +198,58 @@ def job_arguments(job: PreprocessJob) -> list[str]:
     return arguments
 
 
-def rejected_dir(batch_id: int) -> str:
-    """Return the lake directory of a batch's rejected rows."""
-    return f"{REJECTED}/batch={batch_id}"
+def rejected_dir(batch_id: int, attempt: str | None = None) -> str:
+    """Return the lake directory of a batch's rejected rows as one run of the job wrote them."""
+    directory = f"{REJECTED}/batch={batch_id}"
+    return f"{directory}/attempt={attempt}" if attempt else directory
 
 
-def read_reports(lake: Lake, batch_id: int) -> list[dict[str, Any]]:
-    """Read the per-file counts the Spark job wrote beside the trusted Parquet."""
+def new_attempt() -> str:
+    """Name a new run of a batch's Spark job (its output directories' last part)."""
+    return uuid.uuid4().hex[:12]
+
+
+def read_reports(lake: Lake, batch_id: int, attempt: str | None = None) -> list[dict[str, Any]]:
+    """Read the per-file counts one run of the Spark job wrote beside its trusted Parquet."""
     reports = []
-    for path in lake.glob(f"{trusted_dir(batch_id)}/_report/*.json"):
+    for path in lake.glob(f"{trusted_dir(batch_id, attempt)}/_report/*.json"):
         with lake.open(path, "rt") as handle:
             reports += [json.loads(line) for line in handle if line.strip()]
     return reports
 
 
 def build_job(
-    conn: psycopg.Connection[Any], lake: Lake, batch_id: int, window: TripWindow = DEFAULT_WINDOW
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    batch_id: int,
+    window: TripWindow = DEFAULT_WINDOW,
+    attempt: str | None = None,
 ) -> PreprocessJob:
-    """Describe the Spark job of a batch: its files, output locations and trip window."""
+    """Describe one run of a batch's Spark job: its files, the output directories of the
+    run `attempt` and the trip window."""
     from tripflow.spark.preprocess import PreprocessJob
 
     batch = ingestions.get_batch(conn, batch_id)
     return PreprocessJob(
         batch_id=batch_id,
         files={item.file_id: lake.uri(item.landing_path) for item in batch.files},
-        trusted_url=lake.uri(trusted_dir(batch_id)),
-        rejected_url=lake.uri(rejected_dir(batch_id)),
+        trusted_url=lake.uri(trusted_dir(batch_id, attempt)),
+        rejected_url=lake.uri(rejected_dir(batch_id, attempt)),
         window=window,
     )
 
 
-def record_spark_results(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
-    """Record the counts the Spark job reported for a batch and mark it processed."""
+def record_spark_results(
+    conn: psycopg.Connection[Any], lake: Lake, batch_id: int, attempt: str | None = None
+) -> None:
+    """Record the counts one run of the Spark job reported for a batch (its output becomes
+    the batch's) and mark the batch processed."""
     expected = {item.file_id for item in ingestions.get_batch(conn, batch_id).files}
-    reports = read_reports(lake, batch_id)
+    reports = read_reports(lake, batch_id, attempt)
     missing = expected - {report["file_id"] for report in reports}
     if missing:
         raise SparkJobError(f"Spark job for batch {batch_id} reported no counts for {missing}")
-    ingestions.record_reports(conn, batch_id, reports)
+    ingestions.record_reports(conn, batch_id, reports, attempt)
 
 
 def process_batch(
@@ -241,9 +259,16 @@ def process_batch(
     batch_id: int,
     window: TripWindow = DEFAULT_WINDOW,
 ) -> None:
-    """Run the Spark job over the batch's files and record its counts."""
-    runner.run(build_job(conn, lake, batch_id, window))
-    record_spark_results(conn, lake, batch_id)
+    """Run the Spark job over the batch's files, in directories of this run's own, and
+    record its counts."""
+    attempt = new_attempt()
+    runner.run(build_job(conn, lake, batch_id, window, attempt))
+    record_spark_results(conn, lake, batch_id, attempt)
+
+
+def batch_trusted_dir(conn: psycopg.Connection[Any], batch_id: int) -> str:
+    """Return the trusted Parquet directory of the Spark run recorded for a batch."""
+    return trusted_dir(batch_id, ingestions.get_batch(conn, batch_id).spark_attempt)
 
 
 def _move_files(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, area: str) -> None:
@@ -257,10 +282,26 @@ def _move_files(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, area: 
 
 
 def archive_batch(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> None:
-    """Move the batch's files out of the landing dir into processed/<batch>/."""
+    """Move the batch's files out of the landing dir into processed/<batch>/, and drop the
+    output of Spark runs that were not recorded (tries killed or failed)."""
     _move_files(conn, lake, batch_id, PROCESSED)
     with conn.transaction():
         ingestions.set_status(conn, batch_id, Status.DONE)
+    drop_unrecorded_runs(lake, batch_id, ingestions.get_batch(conn, batch_id).spark_attempt)
+
+
+def drop_unrecorded_runs(lake: Lake, batch_id: int, recorded: str | None) -> None:
+    """Delete the trusted and rejected directories of a batch's Spark runs other than the
+    recorded one. Best effort: a run still writing may put some back, which is harmless
+    (nothing reads an unrecorded run) and is logged."""
+    for directory in (trusted_dir(batch_id), rejected_dir(batch_id)):
+        for found in lake.glob(f"{directory}/attempt=*"):
+            if posixpath.basename(found) == f"attempt={recorded}":
+                continue
+            try:
+                lake.remove_tree(found)
+            except OSError as error:
+                log.warning("batch %s: could not delete %s (%s)", batch_id, found, error)
 
 
 def fail_batch(
@@ -295,7 +336,8 @@ def requeue_failed(conn: psycopg.Connection[Any], lake: Lake, batch_id: int) -> 
     return that step. The next ingest, or the DAG, takes it from there."""
     resume_from = _RESUME_FROM[ingestions.stopped_at(conn, batch_id)]
     conn.commit()
-    if resume_from is Status.PROCESSED and not read_reports(lake, batch_id):
+    attempt = ingestions.get_batch(conn, batch_id).spark_attempt
+    if resume_from is Status.PROCESSED and not read_reports(lake, batch_id, attempt):
         resume_from = Status.CLAIMED
     batch = ingestions.get_batch(conn, batch_id)
     moves = []
@@ -341,7 +383,7 @@ def run_batch(
         Status.CLAIMED: ("spark", lambda: process_batch(conn, lake, runner, batch_id, window)),
         Status.PROCESSED: (
             "staging",
-            lambda: load_staging(conn, lake, batch_id, trusted_dir(batch_id)),
+            lambda: load_staging(conn, lake, batch_id, batch_trusted_dir(conn, batch_id)),
         ),
         Status.STAGED: ("publish", lambda: publish_batch(conn, batch_id, serving, disk)),
         Status.PUBLISHED: ("archive", lambda: archive_batch(conn, lake, batch_id)),

@@ -78,5 +78,5 @@ def test_the_dag_loads_a_file_put_into_hdfs_and_moves_it_inside_hdfs(
     lake = Lake(environment["TRIPFLOW_LAKE_URL"], port=http_port, user="tripflow")
     assert lake.list_files(LANDING) == []
     assert lake.exists(f"data/processed/tripdata/{batch['batch_id']}/trips.csv")
-    assert lake.glob(f"data/trusted/tripdata/batch={batch['batch_id']}/*.parquet")
+    assert lake.glob(f"data/trusted/tripdata/batch={batch['batch_id']}/attempt=*/*.parquet")
     assert "namenode" in tripflow(environment, "status").stdout

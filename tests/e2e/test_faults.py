@@ -362,7 +362,10 @@ def test_spark_task_killed_while_its_job_writes_is_run_again(stack: Stack) -> No
     spark = running_task(stack, "validate_with_spark")
     # The job is writing the batch's validated Parquet.
     trusted = stack.lake / "data" / "trusted" / "tripdata" / f"batch={batch_id}"
-    wait_for("the Spark job to write", lambda: (trusted / "_temporary").exists() or None, 240)
+    # Each run of the job writes under an attempt=<run>/ directory of its own.
+    wait_for(
+        "the Spark job to write", lambda: next(trusted.glob("attempt=*/_temporary"), None), 240
+    )
     connect_port = int(stack.env["TRIPFLOW_SPARK_CONNECT_PORT"])
     assert any(
         connection.raddr and connection.raddr.port == connect_port
@@ -479,7 +482,10 @@ def test_scheduler_killed_twice_mid_run_is_restarted_and_the_run_completes(
     batch_id = wait_for("the claimed batch", lambda: batch_of(stack, f"{name}-1.csv"), 120)
     spark = running_task(stack, "validate_with_spark")
     trusted = stack.lake / "data" / "trusted" / "tripdata" / f"batch={batch_id}"
-    wait_for("the Spark job to write", lambda: (trusted / "_temporary").exists() or None, 240)
+    # Each run of the job writes under an attempt=<run>/ directory of its own.
+    wait_for(
+        "the Spark job to write", lambda: next(trusted.glob("attempt=*/_temporary"), None), 240
+    )
     # LocalExecutor: the task runs under one of the scheduler's worker processes.
     under = {child.pid for child in psutil.Process(scheduler_process(stack)["pid"]).children()}
     assert psutil.Process(spark.pid).ppid() in under

@@ -535,6 +535,15 @@ def test_a_span_stretched_by_stored_trips_names_only_what_was_sent(
     assert answer["trips"] == len(TRIPS)
 
 
+def test_openapi_document_is_revalidated_by_its_etag(client: FlaskClient) -> None:
+    first = client.get("/openapi.json")
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "no-cache"
+    etag = first.headers["ETag"]
+    again = client.get("/openapi.json", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    assert client.get("/openapi.json", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
 def test_openapi_lists_every_status_ingestions_answer(client: FlaskClient, loaded_url: str) -> None:
     with psycopg.connect(loaded_url) as conn:
         set_status(conn, 1, Status.FAILED)

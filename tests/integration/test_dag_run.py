@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import SAMPLE
 from tripflow import pipeline
 from tripflow.config import Settings, SparkRunnerMode
-from tripflow.lake import LANDING, Lake, trusted_dir
+from tripflow.lake import LANDING, Lake
 from tripflow.services import spark_connect
 from tripflow.services.airflow import DAG_ID, airflow_environment
 from tripflow.services.postgres import ManagedPostgres
@@ -113,9 +113,13 @@ def run_dag(settings: Settings, metadata_url: str) -> DagRun:
     return DagRun(dict(states), results.get("wait_for_files"), results.get("validate_with_spark"))
 
 
-def trusted_rows(spark: Any, lake: Lake, batch_id: int) -> list[dict[str, Any]]:
-    """Return a batch's trusted rows without their file id (each delivery has its own)."""
-    frame = spark.read.parquet(lake.uri(trusted_dir(batch_id))).drop("file_id")
+def trusted_rows(
+    spark: Any, lake: Lake, conn: psycopg.Connection[Any], batch_id: int
+) -> list[dict[str, Any]]:
+    """Return a batch's trusted rows (of the Spark run recorded for it) without their file
+    id (each delivery has its own)."""
+    directory = pipeline.batch_trusted_dir(conn, batch_id)
+    frame = spark.read.parquet(lake.uri(directory)).drop("file_id")
     return sorted((row.asDict() for row in frame.collect()), key=repr)
 
 
@@ -144,11 +148,15 @@ def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
     run = run_dag(on_server, metadata_url)
 
     assert run.states == dict.fromkeys(TASK_IDS, "success")
+    assert run.spark is not None
+    attempt = run.spark.pop("attempt")
     assert run.spark == {"runner": "connect", "url": f"{spark_connect.url(connect_stack)}/"}
     assert run.ready_files == [f"{LANDING}/{SAMPLE.name}"]
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
     first = scalar(conn, "SELECT max(batch_id) FROM ingestion_batch")
     first_summary = ingestions.batch_summary(conn, first)
+    # The run that wrote the Parquet is the one recorded on the batch.
+    assert ingestions.get_batch(conn, first).spark_attempt == attempt
     assert (first_summary["status"], first_summary["rows_loaded"]) == ("done", 100)
     assert lake.list_files(LANDING) == []
     assert lake.exists(f"data/processed/tripdata/{first}/{SAMPLE.name}")
@@ -157,7 +165,10 @@ def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
     run = run_dag(submitted, metadata_url)
 
     assert run.states == dict.fromkeys(TASK_IDS, "success")
+    assert run.spark is not None
+    attempt = run.spark.pop("attempt")
     assert run.spark == {"runner": "spark-submit"}
+    assert ingestions.get_batch(conn, first).spark_attempt != attempt
     assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
     second = scalar(conn, "SELECT max(batch_id) FROM ingestion_batch")
     summary = ingestions.batch_summary(conn, second)
@@ -166,8 +177,8 @@ def test_dag_run_loads_the_sample_once_and_counts_a_redelivery_as_duplicates(
     assert summary["rows_duplicate"] == 100
     assert lake.exists(f"data/processed/tripdata/{second}/{SAMPLE.name}")
     # Both ways wrote the same Parquet.
-    assert trusted_rows(spark, lake, second) == trusted_rows(spark, lake, first)
-    assert len(trusted_rows(spark, lake, first)) == 100
+    assert trusted_rows(spark, lake, conn, second) == trusted_rows(spark, lake, conn, first)
+    assert len(trusted_rows(spark, lake, conn, first)) == 100
 
 
 def test_dag_run_resumes_a_batch_past_spark_without_running_spark_again(
@@ -181,7 +192,7 @@ def test_dag_run_resumes_a_batch_past_spark_without_running_spark_again(
     pipeline.run_batch(conn, lake, pipeline.SessionRunner(spark), batch_id, until=Status.PROCESSED)
     written = {
         path: lake.fs.info(path)["mtime"]
-        for path in lake.fs.find(lake.full_path(trusted_dir(batch_id)))
+        for path in lake.fs.find(lake.full_path(pipeline.batch_trusted_dir(conn, batch_id)))
     }
 
     run = run_dag(dag_settings, metadata_url)

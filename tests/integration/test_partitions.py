@@ -168,14 +168,14 @@ class HeldWriter:
         self.writing = threading.Event()
         self.release = threading.Event()
 
-    def begin(self, batch_id: int) -> None:
+    def begin(self, batch_id: int, trusted: str) -> None:
         pass
 
     def abandon(self, batch_id: int) -> None:
         pass
 
     def write_batch(
-        self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
+        self, conn: psycopg.Connection[Any], batch_id: int, trusted: str, *, all_inserted: bool
     ) -> None:
         self.writing.set()
         self.release.wait(60)

@@ -22,6 +22,7 @@ from tripflow.config import Settings
 from tripflow.generate import generate_trips
 from tripflow.lake import LANDING, Lake
 from tripflow.records import Trip, check_line
+from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.database import connect
 from tripflow.warehouse.load import load_staging
@@ -243,7 +244,7 @@ def test_rerun_after_a_crash_stores_each_trip_once(
     batch = claim_sample(conn, lake)
     pipeline.process_batch(conn, lake, runner, batch.batch_id)
     if crash_after in ("staging", "publish"):
-        load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
+        load_staging(conn, lake, batch.batch_id, pipeline.batch_trusted_dir(conn, batch.batch_id))
     if crash_after == "publish":
         publish_batch(conn, batch.batch_id)
 
@@ -259,12 +260,47 @@ def test_rerun_after_a_crash_stores_each_trip_once(
     )
 
 
+def test_a_spark_run_that_outlives_its_try_never_reaches_the_batch(
+    conn: psycopg.Connection[Any],
+    lake: Lake,
+    runner: pipeline.SessionRunner,
+    settings: Settings,
+) -> None:
+    """A try killed while its job runs on (on the Connect server, or an orphaned
+    spark-submit) is retried; the old run then finishes, late. Only the run the retry
+    recorded is staged, published and copied, and the other one is dropped when done."""
+    batch = claim_sample(conn, lake)
+    stale = pipeline.new_attempt()
+    runner.run(pipeline.build_job(conn, lake, batch.batch_id, attempt=stale))
+    pipeline.process_batch(conn, lake, runner, batch.batch_id)
+    recorded = ingestions.get_batch(conn, batch.batch_id).spark_attempt
+    assert recorded is not None and recorded != stale
+    # The stale run writes its whole output once more after the retry recorded its own.
+    runner.run(pipeline.build_job(conn, lake, batch.batch_id, attempt=stale))
+    assert lake.glob(f"{pipeline.trusted_dir(batch.batch_id)}/attempt=*/_report/*.json")
+
+    copy = ServingCopy.from_settings(settings)
+    assert pipeline.ingest(conn, lake, runner, serving=copy) == [batch.batch_id]
+
+    assert scalar(conn, "SELECT count(*) FROM tripdata") == 100
+    summary = batch_row(conn, batch.batch_id)
+    assert (summary["status"], summary["rows_loaded"], summary["rows_duplicate"]) == (
+        "done",
+        100,
+        0,
+    )
+    assert [segment.rows for segment in copy.segments()] == [100]
+    for directory in (pipeline.trusted_dir, pipeline.rejected_dir):
+        runs = lake.glob(f"{directory(batch.batch_id)}/attempt=*")
+        assert [path.rsplit("/", 1)[1] for path in runs] == [f"attempt={recorded}"]
+
+
 def test_reloads_staging_lost_by_a_server_crash(
     conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
 ) -> None:
     batch = claim_sample(conn, lake)
     pipeline.process_batch(conn, lake, runner, batch.batch_id)
-    load_staging(conn, lake, batch.batch_id, pipeline.trusted_dir(batch.batch_id))
+    load_staging(conn, lake, batch.batch_id, pipeline.batch_trusted_dir(conn, batch.batch_id))
     # What crash recovery does to an unlogged table.
     conn.execute("TRUNCATE staging_tripdata")
     conn.commit()

@@ -61,11 +61,18 @@ def health() -> dict[str, Any]:
 
 
 @blueprint.get("/openapi.json")
-def openapi() -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document."""
+def openapi() -> Response:
+    """Return the OpenAPI 3.1 document, with an ETag: it changes only with the server's
+    settings, and the web page reads it on every visit."""
     reject_any(request.args.to_dict(flat=False))
-    return build_openapi(
-        request.script_root + "/",
-        get_serving().copy.groups,
-        current_app.config[DEFAULT_RESOLUTION_KEY],
+    response = jsonify(
+        build_openapi(
+            request.script_root + "/",
+            get_serving().copy.groups,
+            current_app.config[DEFAULT_RESOLUTION_KEY],
+        )
     )
+    response.add_etag()
+    response.headers["Cache-Control"] = "no-cache"
+    response.make_conditional(request)
+    return response

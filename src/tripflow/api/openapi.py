@@ -649,11 +649,14 @@ def build_openapi(
         "/openapi.json": _get(
             summaries["/openapi.json"],
             _json(
-                "This document.",
+                "This document, with an ETag (it changes only with the server's settings).",
                 {"type": "object", "required": ["openapi", "info", "paths", "components"]},
             ),
             database=False,
         ),
+    }
+    paths["/openapi.json"]["get"]["responses"]["304"] = {
+        "description": "Not modified: the request's If-None-Match holds the current ETag."
     }
     return {
         "openapi": "3.1.0",

@@ -74,14 +74,13 @@ def claim(ready: list[str] | None = None) -> dict[str, Any]:
     from tripflow import pipeline
     from tripflow.warehouse import ingestions
 
-    with _entry_point() as (settings, conn, lake):
+    with _entry_point() as (_settings, conn, lake):
         batch_id = pipeline.claim_or_resume(conn, lake, ready)
         if batch_id is None:
             raise AirflowSkipException("no waiting files and no unfinished batch")
-        status = ingestions.get_batch(conn, batch_id).status
-        job = pipeline.build_job(conn, lake, batch_id, settings.trip_window)
-    log.info("batch %d: %s, %d file(s)", batch_id, status, len(job.files))
-    return {"batch_id": batch_id, "application_args": pipeline.job_arguments(job)}
+        batch = ingestions.get_batch(conn, batch_id)
+    log.info("batch %d: %s, %d file(s)", batch_id, batch.status, len(batch.files))
+    return {"batch_id": batch_id, "files": len(batch.files)}
 
 
 def record_spark_failure(context: Any) -> None:
@@ -99,9 +98,13 @@ def record_spark_failure(context: Any) -> None:
         )
 
 
-def validate(batch_id: int, application_args: list[str]) -> dict[str, str]:
+def validate(batch_id: int) -> dict[str, str]:
     """Run the batch's Spark job and record its per-file counts (batch -> processed); a
     batch already past `claimed` (a resumed run) needs neither.
+
+    Each try writes into directories of its own (a new attempt): a try killed with its job
+    still running (on the Connect server, or an orphaned spark-submit) can go on writing
+    without touching the output the next try records.
 
     One task for both: each task costs Airflow a process start and a scheduling round,
     seconds that a small file's time from landing to queryable is made of. A failure is
@@ -109,15 +112,18 @@ def validate(batch_id: int, application_args: list[str]) -> dict[str, str]:
     from tripflow import pipeline
     from tripflow.warehouse import ingestions
 
-    with _entry_point() as (_settings, conn, _lake):
+    with _entry_point() as (settings, conn, lake):
         status = ingestions.get_batch(conn, batch_id).status
+        attempt = pipeline.new_attempt()
+        job = pipeline.build_job(conn, lake, batch_id, settings.trip_window, attempt)
     if status is not Status.CLAIMED:
         log.info("batch %d: %s, Spark results already recorded", batch_id, status)
         return {"runner": "none"}
-    ran = _run_spark_job(application_args)
+    log.info("batch %d: Spark run %s writes %s", batch_id, attempt, job.trusted_url)
+    ran = _run_spark_job(pipeline.job_arguments(job))
     with _entry_point() as (_settings, conn, lake):
-        pipeline.record_spark_results(conn, lake, batch_id)
-    return ran
+        pipeline.record_spark_results(conn, lake, batch_id, attempt)
+    return {**ran, "attempt": attempt}
 
 
 def _run_spark_job(application_args: list[str]) -> dict[str, str]:

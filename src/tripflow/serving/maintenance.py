@@ -29,7 +29,7 @@ import pyarrow.dataset as pads
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from tripflow.lake import Lake, trusted_dir
+from tripflow.lake import Lake
 from tripflow.serving.copy import (
     Prepared,
     Segment,
@@ -72,20 +72,21 @@ class BatchWriter:
         self._pending: dict[int, Future[Prepared]] = {}
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-copy")
 
-    def _source(self, batch_id: int) -> pads.Dataset | list[Path]:
-        directory = self.lake.full_path(trusted_dir(batch_id))
+    def _source(self, trusted: str) -> pads.Dataset | list[Path]:
+        directory = self.lake.full_path(trusted)
         if urlsplit(self.lake.url).scheme in ("", "file"):
             return sorted(Path(directory).rglob("*.parquet"))
         return pads.dataset(directory, filesystem=self.lake.fs, format="parquet")
 
-    def begin(self, batch_id: int) -> None:
-        """Start writing the batch's rows, all of them, in the background."""
+    def begin(self, batch_id: int, trusted: str) -> None:
+        """Start writing the batch's rows (its trusted Parquet in the lake directory
+        `trusted`), all of them, in the background."""
         self.abandon(batch_id)
         # One thread: the publish statement keeps one core busy, and its sorts and index
         # builds want the other too; two DuckDB threads made the publish of 10M trips 28 s
         # slower where the segment alone takes 15 s (benchmarks/publish_overhead.py).
         self._pending[batch_id] = self._workers.submit(
-            self.copy.prepare_parquet, self._source(batch_id), threads=1
+            self.copy.prepare_parquet, self._source(trusted), threads=1
         )
 
     def abandon(self, batch_id: int) -> None:
@@ -95,7 +96,7 @@ class BatchWriter:
             pending.add_done_callback(_discard)
 
     def write_batch(
-        self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
+        self, conn: psycopg.Connection[Any], batch_id: int, trusted: str, *, all_inserted: bool
     ) -> None:
         """Make visible the segment of a batch whose rows the caller's transaction just
         inserted.
@@ -109,7 +110,7 @@ class BatchWriter:
             if prepared is not None:
                 prepared.discard()
             prepared = self.copy.prepare_parquet(
-                self._source(batch_id), [] if all_inserted else _skipped_keys(conn, batch_id)
+                self._source(trusted), [] if all_inserted else _skipped_keys(conn, batch_id)
             )
         prepared.commit(batch_segment_name(batch_id), [batch_id])
 

@@ -56,6 +56,8 @@ class Batch:
     batch_id: int
     status: Status
     files: list[BatchFile]
+    # The run of the Spark job whose output was recorded (None before one was).
+    spark_attempt: str | None = None
 
 
 def checksum(lake: Lake, path: str) -> str:
@@ -120,7 +122,7 @@ def claim_batch(
 def get_batch(conn: psycopg.Connection[Any], batch_id: int) -> Batch:
     """Read a batch and its files."""
     status = conn.execute(
-        "SELECT status FROM ingestion_batch WHERE batch_id = %s", (batch_id,)
+        "SELECT status, spark_attempt FROM ingestion_batch WHERE batch_id = %s", (batch_id,)
     ).fetchone()
     if status is None:
         raise LookupError(f"no ingestion batch {batch_id}")
@@ -133,7 +135,7 @@ def get_batch(conn: psycopg.Connection[Any], batch_id: int) -> Batch:
         )
     ]
     conn.commit()
-    return Batch(batch_id, Status(status[0]), files)
+    return Batch(batch_id, Status(status[0]), files, status[1])
 
 
 def unfinished_batches(conn: psycopg.Connection[Any]) -> list[int]:
@@ -245,10 +247,18 @@ def record_failure(conn: psycopg.Connection[Any], batch_id: int, error: str) -> 
 
 
 def record_reports(
-    conn: psycopg.Connection[Any], batch_id: int, reports: list[dict[str, Any]]
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    reports: list[dict[str, Any]],
+    attempt: str | None = None,
 ) -> None:
-    """Store the Spark job's per-file counts and mark the batch processed."""
+    """Store the per-file counts of one run of the Spark job (its output is the batch's
+    from now on) and mark the batch processed."""
     with conn.transaction():
+        conn.execute(
+            "UPDATE ingestion_batch SET spark_attempt = %s WHERE batch_id = %s",
+            (attempt, batch_id),
+        )
         for report in reports:
             header_error = report.get("header_error")
             conn.execute(

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from tripflow.config import Settings
+from tripflow.lake import trusted_dir
 from tripflow.warehouse.ingestions import Status, set_status
 from tripflow.warehouse.load import clear_staging
 from tripflow.warehouse.statements import load_sql
@@ -113,14 +114,15 @@ class StagingLost(RuntimeError):
 class SegmentWriter(Protocol):
     """Writes a publishing batch's rows to the serving copy (tripflow.serving)."""
 
-    def begin(self, batch_id: int) -> None:
-        """Start writing the batch's staged rows, before the publish statement runs."""
+    def begin(self, batch_id: int, trusted: str) -> None:
+        """Start writing the batch's rows from its trusted Parquet (the lake directory
+        `trusted`), before the publish statement runs."""
 
     def abandon(self, batch_id: int) -> None:
         """Drop what `begin` wrote (the publish did not happen)."""
 
     def write_batch(
-        self, conn: psycopg.Connection[Any], batch_id: int, *, all_inserted: bool
+        self, conn: psycopg.Connection[Any], batch_id: int, trusted: str, *, all_inserted: bool
     ) -> None:
         """Write the rows the caller's transaction just inserted for the batch."""
 
@@ -170,7 +172,8 @@ def _publish(
         # One publish at a time: two would race to create the same week's partition.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
         row = conn.execute(
-            "SELECT status, rows_staged FROM ingestion_batch WHERE batch_id = %s FOR UPDATE",
+            "SELECT status, rows_staged, spark_attempt FROM ingestion_batch"
+            " WHERE batch_id = %s FOR UPDATE",
             (batch_id,),
         ).fetchone()
         if row is None:
@@ -200,8 +203,10 @@ def _publish(
         # Staged rows are read in the order they were staged (the job's place order); a
         # scan joining one already running on a large staging table would start midway.
         conn.execute("SET LOCAL synchronize_seqscans = off")
+        # The recorded run's Parquet: the one staging was loaded from.
+        trusted = trusted_dir(batch_id, row[2])
         if serving is not None:
-            _begin_segment(serving, batch_id)
+            _begin_segment(serving, batch_id, trusted)
         rebuilt = _prepare_partitions(conn, steps)
         statement = sql.SQL(load_sql("publish_batch")).format(new_only=_new_only(steps))
         loaded = dict(conn.execute(statement, {"batch_id": batch_id}).fetchall())
@@ -224,7 +229,9 @@ def _publish(
             )
         conn.execute(load_sql("batch_totals"), {"batch_id": batch_id})
         if serving is not None:
-            _write_segment(conn, serving, batch_id, sum(loaded.values()) == sum(staged.values()))
+            _write_segment(
+                conn, serving, batch_id, trusted, sum(loaded.values()) == sum(staged.values())
+            )
         clear_staging(conn, batch_id)
         set_status(conn, batch_id, Status.PUBLISHED)
     return True
@@ -346,20 +353,24 @@ def _new_only(steps: Iterable[PartitionStep]) -> sql.Composable:
     ).format(sql.SQL(" OR ").join(ranges))
 
 
-def _begin_segment(serving: SegmentWriter, batch_id: int) -> None:
+def _begin_segment(serving: SegmentWriter, batch_id: int, trusted: str) -> None:
     try:
-        serving.begin(batch_id)
+        serving.begin(batch_id, trusted)
     except Exception as error:
         # write_batch tries again from the start; a failure there is only logged.
         log.warning("batch %s: serving copy not started (%s)", batch_id, error)
 
 
 def _write_segment(
-    conn: psycopg.Connection[Any], serving: SegmentWriter, batch_id: int, all_inserted: bool
+    conn: psycopg.Connection[Any],
+    serving: SegmentWriter,
+    batch_id: int,
+    trusted: str,
+    all_inserted: bool,
 ) -> None:
     started = time.perf_counter()
     try:
-        serving.write_batch(conn, batch_id, all_inserted=all_inserted)
+        serving.write_batch(conn, batch_id, trusted, all_inserted=all_inserted)
     except psycopg.Error:
         raise
     except Exception as error:
