@@ -123,8 +123,17 @@ def supervisor_config(settings: Settings, with_airflow: bool) -> str:
     ]
     for name, command in programs(settings, with_airflow).items():
         # stopasgroup/killasgroup: Airflow and gunicorn fork workers that must go with them.
+        # process_group: and those of a predecessor killed outright go before it restarts.
+        guarded = [
+            venv_bin("python"),
+            "-m",
+            "tripflow.services.process_group",
+            str(run / f"{name}.group"),
+            "--",
+            *command,
+        ]
         sections.append(
-            f"[program:{name}]\ncommand={' '.join(command)}\nautorestart=true\nstartsecs=3\n"
+            f"[program:{name}]\ncommand={' '.join(guarded)}\nautorestart=true\nstartsecs=3\n"
             "stopasgroup=true\nkillasgroup=true\nstopwaitsecs=20\nredirect_stderr=true\n"
             f"stdout_logfile={logs / (name + '.log')}\nstdout_logfile_maxbytes=20MB\n"
         )
