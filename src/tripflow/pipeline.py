@@ -20,14 +20,13 @@ import psycopg
 from tripflow.config import Settings, SparkRunnerMode
 from tripflow.lake import PROCESSED, REJECTED, Lake, trusted_dir
 from tripflow.records import DEFAULT_WINDOW, TripWindow
-from tripflow.serving import maintenance
-from tripflow.serving.copy import ServingCopy
 from tripflow.warehouse import ingestions
 from tripflow.warehouse.ingestions import Status
 from tripflow.warehouse.load import clear_staging, load_staging
 from tripflow.warehouse.publish import DiskBudget, SegmentWriter, StagingLost, publish_batch
 
 if TYPE_CHECKING:
+    from tripflow.serving.copy import ServingCopy
     from tripflow.spark.preprocess import PreprocessJob
     from tripflow.spark.session import AnySession
 
@@ -433,6 +432,10 @@ def ingest(
     batch ids touched. With `serving`, each publish writes its batch to the serving copy,
     and published batches the copy lacks (a crash, a copy removed) are written first. With
     `only`, only those landing paths are claimed (lake.settled_files tells complete ones)."""
+    # Imported here: the serving copy's writer brings pyarrow.dataset (and pandas, 1.4 s),
+    # which the DAG's claim task, a process of its own per batch, does not need.
+    from tripflow.serving import maintenance
+
     writer = None
     if serving is not None:
         maintenance.sync(conn, serving)

@@ -8,7 +8,6 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 
 from tripflow.lake import Lake
 from tripflow.warehouse.ingestions import Status, set_status
@@ -40,6 +39,9 @@ def load_staging(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, trust
 
     Arrow reads the Parquet and writes CSV in C++, and COPY takes it in: no Python per row.
     The delete and the copy share one transaction, so a rerun never doubles rows."""
+    # Imported when loading: it brings pandas (1.4 s) to every process that imports this.
+    import pyarrow.dataset as pads
+
     dataset = pads.dataset(lake.full_path(trusted_dir), filesystem=lake.fs, format="parquet")
     rows = 0
     options = pacsv.WriteOptions(include_header=False)
