@@ -31,15 +31,18 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import psycopg
-import pyarrow.dataset as pads
 from psycopg import sql
 
 from tripflow.config import Settings
 from tripflow.serving.groups import GroupGrid, register_cell_function, write_groups
+
+if TYPE_CHECKING:
+    # Imported for types only: it brings pandas (1.2 s) to every process importing this.
+    import pyarrow.dataset as pads
 
 log = logging.getLogger(__name__)
 

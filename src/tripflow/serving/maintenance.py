@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
-import pyarrow.dataset as pads
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
@@ -38,6 +37,9 @@ from tripflow.serving.copy import (
     load_statement,
 )
 from tripflow.serving.engine import Engine
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ class BatchWriter:
         directory = self.lake.full_path(trusted)
         if urlsplit(self.lake.url).scheme in ("", "file"):
             return sorted(Path(directory).rglob("*.parquet"))
+        # Imported here: pyarrow.dataset brings pandas (1.2 s), needed only off local disk.
+        import pyarrow.dataset as pads
+
         return pads.dataset(directory, filesystem=self.lake.fs, format="parquet")
 
     def begin(self, batch_id: int, trusted: str) -> None:
