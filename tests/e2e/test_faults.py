@@ -166,6 +166,19 @@ def wait_for_status(stack: Stack, batch_id: int, wanted: str, timeout: float) ->
     wait_for(f"batch {batch_id} to be {wanted}", reached, timeout, every=0.05)
 
 
+def spark_task_writing(stack: Stack, name: str) -> tuple[int, TaskProcess]:
+    """Wait for the batch of the files `name` to be claimed and its Spark task's job to be
+    writing the validated Parquet; return the batch and the task's process."""
+    batch_id = wait_for("the claimed batch", lambda: batch_of(stack, f"{name}-1.csv"), 120)
+    spark = running_task(stack, "validate_with_spark")
+    trusted = stack.lake / "data" / "trusted" / "tripdata" / f"batch={batch_id}"
+    # Each run of the job writes under an attempt=<run>/ directory of its own.
+    wait_for(
+        "the Spark job to write", lambda: next(trusted.glob("attempt=*/_temporary"), None), 240
+    )
+    return batch_id, spark
+
+
 def running_task(stack: Stack, task_id: str, timeout: float = TASK_START_TIMEOUT) -> TaskProcess:
     """Wait for a try of the task to run; return its process as Airflow recorded it."""
 
@@ -358,14 +371,7 @@ def test_spark_task_killed_while_its_job_writes_is_run_again(stack: Stack) -> No
     name = "spark"
     generated = generate(stack, name, rows=WINDOW_ROWS, seed=22)
     add_files(stack, name)
-    batch_id = wait_for("the claimed batch", lambda: batch_of(stack, f"{name}-1.csv"), 120)
-    spark = running_task(stack, "validate_with_spark")
-    # The job is writing the batch's validated Parquet.
-    trusted = stack.lake / "data" / "trusted" / "tripdata" / f"batch={batch_id}"
-    # Each run of the job writes under an attempt=<run>/ directory of its own.
-    wait_for(
-        "the Spark job to write", lambda: next(trusted.glob("attempt=*/_temporary"), None), 240
-    )
+    batch_id, spark = spark_task_writing(stack, name)
     connect_port = int(stack.env["TRIPFLOW_SPARK_CONNECT_PORT"])
     assert any(
         connection.raddr and connection.raddr.port == connect_port
@@ -478,13 +484,7 @@ def test_scheduler_killed_twice_mid_run_is_restarted_and_the_run_completes(
     name = "scheduler"
     generated = generate(stack, name, rows=WINDOW_ROWS, seed=24)
     add_files(stack, name)
-    batch_id = wait_for("the claimed batch", lambda: batch_of(stack, f"{name}-1.csv"), 120)
-    spark = running_task(stack, "validate_with_spark")
-    trusted = stack.lake / "data" / "trusted" / "tripdata" / f"batch={batch_id}"
-    # Each run of the job writes under an attempt=<run>/ directory of its own.
-    wait_for(
-        "the Spark job to write", lambda: next(trusted.glob("attempt=*/_temporary"), None), 240
-    )
+    batch_id, spark = spark_task_writing(stack, name)
     # LocalExecutor: the task runs under one of the scheduler's worker processes.
     under = {child.pid for child in psutil.Process(scheduler_process(stack)["pid"]).children()}
     assert psutil.Process(spark.pid).ppid() in under

@@ -7,12 +7,10 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 
 from tripflow import answers
-from tripflow.api.database import get_database
 from tripflow.api.errors import problem
 from tripflow.api.params import parse_group_query
-from tripflow.api.trips import get_answer_cache, get_serving
+from tripflow.api.trips import cached_answer, get_serving
 from tripflow.serving.groups import GroupQuery
-from tripflow.warehouse import queries
 
 blueprint = Blueprint("groups", __name__)
 
@@ -33,15 +31,12 @@ def trip_groups() -> dict[str, Any]:
 
 
 def _answer(query: GroupQuery) -> dict[str, Any]:
-    cache = get_answer_cache()
-    with get_database().connection() as conn, queries.snapshot(conn):
-        version = queries.data_version(conn)
-        key = (version, query)
-        answer = cache.get(key)
-        if answer is None:
-            answer = answers.trip_groups(conn, query, serving=get_serving(), version=version)
-            cache.put(key, answer)
-        return answer
+    return cached_answer(
+        query,
+        lambda conn, version: answers.trip_groups(
+            conn, query, serving=get_serving(), version=version
+        ),
+    )
 
 
 def warm_up(app: Flask) -> None:

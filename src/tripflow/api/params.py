@@ -152,22 +152,45 @@ def parse_name(value: str) -> str:
     return cleaned
 
 
-def parse_area_query(args: QueryArgs) -> AreaQuery:
-    """Parse a weekly-average query string into an AreaQuery, or raise ParamError."""
-    problems = check_names(args, AREA_PARAMETERS)
-    failed = {problem.name for problem in problems}
+class _Reader:
+    """Reads a query string's parameters one by one, collecting every problem."""
 
-    def read(name: str, parse: Callable[[str], _T]) -> _T | None:
-        text = _single(args, name)
-        if text is None or name in failed:
+    def __init__(self, args: QueryArgs, allowed: Collection[str]) -> None:
+        self.args = args
+        self.problems = check_names(args, allowed)
+        self._failed = {problem.name for problem in self.problems}
+
+    def read(self, name: str, parse: Callable[[str], _T]) -> _T | None:
+        """Parse one parameter; None when absent, repeated, unknown or refused."""
+        text = _single(self.args, name)
+        if text is None or name in self._failed:
             return None
         try:
             return parse(text)
         except ValueError as error:
-            problems.append(InvalidParam(name, str(error)))
-            failed.add(name)
+            self.problems.append(InvalidParam(name, str(error)))
+            self._failed.add(name)
             return None
 
+
+def whole_number(low: int, high: int, allowed: Collection[int] = ()) -> Callable[[str], int]:
+    """Return a parser of ASCII whole numbers from low to high (and among `allowed`)."""
+
+    def parse(text: str) -> int:
+        if not _INTEGER.match(text) or not low <= int(text) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        if allowed and int(text) not in allowed:
+            listed = ", ".join(str(item) for item in sorted(allowed))
+            raise ValueError(f"{int(text)} is not one of those kept: {listed}")
+        return int(text)
+
+    return parse
+
+
+def parse_area_query(args: QueryArgs) -> AreaQuery:
+    """Parse a weekly-average query string into an AreaQuery, or raise ParamError."""
+    reader = _Reader(args, AREA_PARAMETERS)
+    read, problems = reader.read, reader.problems
     bbox = read("bbox", parse_bbox)
     region = read("region", parse_name)
     datasource = read("datasource", parse_name)
@@ -204,15 +227,11 @@ def _parse_match(text: str) -> Match:
 
 def parse_ingestion_limit(args: QueryArgs) -> int:
     """Parse the ingestion listing's query string into its `limit`, or raise ParamError."""
-    reject_any(args, INGESTION_PARAMETERS)
-    text = _single(args, "limit")
-    if text is None:
-        return DEFAULT_INGESTION_LIMIT
-    if not _INTEGER.match(text) or not 1 <= int(text) <= MAX_INGESTION_LIMIT:
-        raise ParamError(
-            [InvalidParam("limit", f"must be a whole number from 1 to {MAX_INGESTION_LIMIT}")]
-        )
-    return int(text)
+    reader = _Reader(args, INGESTION_PARAMETERS)
+    limit = reader.read("limit", whole_number(1, MAX_INGESTION_LIMIT))
+    if reader.problems:
+        raise ParamError(reader.problems)
+    return DEFAULT_INGESTION_LIMIT if limit is None else limit
 
 
 GROUP_PARAMETERS = ("region", "datasource", "resolution", "bucket", "min_trips", "limit", "offset")
@@ -230,40 +249,18 @@ def default_bucket(grid: GroupGrid) -> int:
 def parse_group_query(args: QueryArgs, grid: GroupGrid, default_resolution: int) -> GroupQuery:
     """Parse a /trip-groups query string into a GroupQuery for the kept grid, or raise
     ParamError."""
-    problems = check_names(args, GROUP_PARAMETERS)
-    failed = {problem.name for problem in problems}
-
-    def read(name: str, parse: Callable[[str], _T]) -> _T | None:
-        text = _single(args, name)
-        if text is None or name in failed:
-            return None
-        try:
-            return parse(text)
-        except ValueError as error:
-            problems.append(InvalidParam(name, str(error)))
-            return None
-
-    def whole(low: int, high: int, allowed: Collection[int] = ()) -> Callable[[str], int]:
-        def parse(text: str) -> int:
-            if not _INTEGER.match(text) or not low <= int(text) <= high:
-                raise ValueError(f"must be a whole number from {low} to {high}")
-            if allowed and int(text) not in allowed:
-                listed = ", ".join(str(item) for item in sorted(allowed))
-                raise ValueError(f"{int(text)} is not one of those kept: {listed}")
-            return int(text)
-
-        return parse
-
+    reader = _Reader(args, GROUP_PARAMETERS)
+    read = reader.read
     widths = valid_bucket_widths(grid.minutes)
     region = read("region", parse_name)
     datasource = read("datasource", parse_name)
-    resolution = read("resolution", whole(0, MAX_RESOLUTION, grid.resolutions))
-    bucket = read("bucket", whole(1, MINUTES_PER_DAY, widths))
-    min_trips = read("min_trips", whole(1, 999_999_999))
-    limit = read("limit", whole(1, MAX_GROUP_LIMIT))
-    offset = read("offset", whole(0, MAX_GROUP_OFFSET))
-    if problems:
-        raise ParamError(problems)
+    resolution = read("resolution", whole_number(0, MAX_RESOLUTION, grid.resolutions))
+    bucket = read("bucket", whole_number(1, MINUTES_PER_DAY, widths))
+    min_trips = read("min_trips", whole_number(1, 999_999_999))
+    limit = read("limit", whole_number(1, MAX_GROUP_LIMIT))
+    offset = read("offset", whole_number(0, MAX_GROUP_OFFSET))
+    if reader.problems:
+        raise ParamError(reader.problems)
     return GroupQuery(
         resolution=default_resolution if resolution is None else resolution,
         bucket_minutes=default_bucket(grid) if bucket is None else bucket,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from typing import Any
 
+import psycopg
 from cachetools import LRUCache
 from flask import Blueprint, Flask, current_app, request
 
@@ -55,6 +57,23 @@ def get_answer_cache() -> AnswerCache:
     return cache
 
 
+def cached_answer(
+    question: Hashable,
+    answer: Callable[[psycopg.Connection[Any], tuple[Any, ...]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Return the kept answer to a question at the data version a snapshot sees, or answer
+    it in that snapshot (`answer(conn, version)`) and keep it."""
+    cache = get_answer_cache()
+    with get_database().connection() as conn, queries.snapshot(conn):
+        version = queries.data_version(conn)
+        key = (version, question)
+        found = cache.get(key)
+        if found is None:
+            found = answer(conn, version)
+            cache.put(key, found)
+        return found
+
+
 def warm_up(app: Flask) -> None:
     """Prepare a worker before it serves: summary read, DuckDB open, segments attached.
 
@@ -72,17 +91,12 @@ def weekly_average() -> dict[str, Any]:
     """Answer the weekly average number of trips in an area."""
     # Parsed before any database access: bad input never costs a connection.
     query = parse_area_query(request.args.to_dict(flat=False))
-    cache = get_answer_cache()
-    with get_database().connection() as conn, queries.snapshot(conn):
-        version = queries.data_version(conn)
-        key = (version, query)
-        answer = cache.get(key)
-        if answer is None:
-            answer = answers.weekly_average(
-                conn, query, serving=get_serving(), version=version
-            ).to_json()
-            cache.put(key, answer)
-        return answer
+    return cached_answer(
+        query,
+        lambda conn, version: answers.weekly_average(
+            conn, query, serving=get_serving(), version=version
+        ).to_json(),
+    )
 
 
 @blueprint.get("/regions")
