@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what tripflow needs and is missing: Java 17, Maven, PostgreSQL 15 + PostGIS 3, npm
 # and Chromium (the web page's libraries come from npm; its browser test drives Chromium), uv,
-# the locked Python environment, the web page's libraries and the Hadoop jars of the local
-# HDFS. Idempotent, and quick when everything is already there.
+# the locked Python environment, the web page's libraries, the Hadoop jars of the local
+# HDFS, the S3A jars and the local S3 server. Idempotent, and quick when everything is
+# already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,7 @@ uv sync --frozen --quiet
 scripts/vendor-web.sh
 # The NameNode and DataNode jars (Hadoop 3.5.0, pyspark's client version), cached once.
 scripts/fetch-hadoop.sh
+# Hadoop's S3A and a slim AWS SDK (Spark on an s3:// lake), cached once.
+scripts/fetch-s3a.sh
+# The local S3 server of an s3:// lake (versitygw, built once with Go).
+scripts/fetch-versitygw.sh

@@ -20,7 +20,7 @@ from tripflow.config import Settings
 from tripflow.services.postgres import ManagedPostgres
 from tripflow.warehouse.database import migrate
 
-pytest_plugins = ["tests.hdfs_fixture", "tests.spark_connect_fixture"]
+pytest_plugins = ["tests.hdfs_fixture", "tests.s3_fixture", "tests.spark_connect_fixture"]
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "trips.csv"
 TEMPLATE = "tripflow_template"
@@ -70,10 +70,12 @@ def database_url(postgres_cluster: ManagedPostgres, template_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    """Share one local Spark session across the run."""
-    from tripflow.spark.session import build_session
+    """Share one local Spark session across the run (with Hadoop's S3A on its classpath, for
+    the tests on an s3:// lake)."""
+    from tripflow.spark.session import build_session, s3a_jars
 
-    session = build_session("local[2]")
+    jars = s3a_jars(Settings(_env_file=None).s3a_jars)
+    session = build_session("local[2]", extra_conf={"spark.jars": ",".join(jars)})
     yield session
     session.stop()
 

@@ -20,6 +20,7 @@ from tripflow.config import Settings
 from tripflow.lake import LANDING, open_lake, settled_files
 from tripflow.services import stack
 from tripflow.services.postgres import ManagedPostgres, PostgresError
+from tripflow.services.supervisor import ServiceError
 from tripflow.warehouse.ingestions import CHANNEL, BatchFollower
 
 app = typer.Typer(
@@ -341,7 +342,7 @@ def up(
     with errors.status("starting the stack (Airflow takes about a minute the first time)..."):
         try:
             stack.up(settings, with_airflow=airflow)
-        except stack.StackError as error:
+        except ServiceError as error:
             raise fail(f"{error}; logs in {stack.log_directory(settings)}") from error
     console.print(f"API:      http://{settings.api_host}:{settings.api_port}/", highlight=False)
     if airflow:
@@ -355,6 +356,12 @@ def up(
         from tripflow.services import spark_connect
 
         console.print(f"Spark:    {spark_connect.url(settings)} (Spark Connect)", highlight=False)
+    if settings.manages_spark_cluster:
+        console.print(
+            f"Cluster:  {settings.spark_master} ({settings.spark_workers} workers; UI "
+            f"http://127.0.0.1:{settings.spark_master_webui_port}/)",
+            highlight=False,
+        )
     console.print(f"Lake:     {open_lake(settings).uri(LANDING)} (drop files here)")
     console.print(f"Logs:     {stack.log_directory(settings)}", highlight=False)
 
@@ -362,13 +369,10 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the whole local stack (supervised services, then the managed PostgreSQL)."""
-    from tripflow.services.hdfs import ManagedHdfs
-
     settings = Settings()
-    if stack.stop_supervisor(settings):
-        console.print("services stopped")
-    if ManagedHdfs(settings).stop():
-        console.print("HDFS stopped")
+    names = {"services": "services", "spark": "Spark cluster", "s3": "S3 server", "hdfs": "HDFS"}
+    for stopped in stack.down(settings):
+        console.print(f"{names.get(stopped, stopped)} stopped")
     if settings.manages_database:
         ManagedPostgres(settings).stop()
         console.print("database stopped")
@@ -387,10 +391,6 @@ def status() -> None:
     for column in ("service", "state", "pid", "memory MB", "detail"):
         table.add_column(column)
     states = stack.services(settings)
-    if settings.manages_hdfs:
-        from tripflow.services.hdfs import ManagedHdfs
-
-        states += ManagedHdfs(settings).status()
     for state in states:
         table.add_row(
             state.name,

@@ -96,6 +96,26 @@ class Settings(BaseSettings):
         default=15002,
         description="Port of the stack's Spark Connect server (gRPC, loopback only).",
     )
+    spark_master_webui_port: int = Field(
+        default=8081,
+        description="Port of the web UI (and /json/ health page) of the standalone master "
+        "tripflow runs when TRIPFLOW_SPARK_MASTER is spark://127.0.0.1:PORT (its own "
+        "default, 8080, is Airflow's).",
+    )
+    spark_workers: int = Field(
+        default=2, ge=1, description="Workers of the standalone cluster tripflow runs."
+    )
+    spark_worker_cores: int = Field(
+        default=1, ge=1, description="Cores each worker of that cluster offers."
+    )
+    spark_worker_memory: str = Field(
+        default="1536m", description="Memory each worker of that cluster offers its executors."
+    )
+    spark_executor_memory: str = Field(
+        default="1g",
+        description="Memory of each executor on a cluster master (spark://, yarn, k8s://); "
+        "in local mode the driver's memory is the executor's.",
+    )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=50555, description="Port of the API (`serve --port` overrides).")
     api_workers: int = Field(default=2, description="gunicorn worker processes of the API.")
@@ -237,6 +257,34 @@ class Settings(BaseSettings):
     hdfs_heap: str = Field(
         default="384m", description="Maximum Java heap of the NameNode and of the DataNode each."
     )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="URL of the S3 server of an s3:// lake, e.g. http://127.0.0.1:9000. On "
+        "loopback, tripflow runs that server itself (versitygw, data under the home). "
+        "Default: AWS S3 in s3_region.",
+    )
+    s3_region: str = Field(default="us-east-1", description="Region of the S3 bucket.")
+    s3_access_key: str | None = Field(
+        default=None,
+        description="Access key of the S3 lake. Default: the AWS credential chain (environment, "
+        "~/.aws, instance role); for the server tripflow runs, tripflow.",
+    )
+    s3_secret_key: str | None = Field(
+        default=None,
+        description="Secret key of the S3 lake. Default: as s3_access_key; for the server "
+        "tripflow runs, tripflow-secret.",
+    )
+    s3_server_bin: Path | None = Field(
+        default=None,
+        description="The versitygw binary the local S3 server runs (scripts/fetch-versitygw.sh "
+        "builds it). Default: $XDG_CACHE_HOME/tripflow/versitygw-1.8.0/versitygw.",
+    )
+    s3a_jars: Path | None = Field(
+        default=None,
+        description="Directory of the jars Spark reads and writes s3:// through (Hadoop's S3A "
+        "and a slim AWS SDK; scripts/fetch-s3a.sh fills it). "
+        "Default: $XDG_CACHE_HOME/tripflow/s3a-3.5.0/jars.",
+    )
     hadoop_jars: Path | None = Field(
         default=None,
         description="Directory of the Hadoop jars the managed HDFS runs from "
@@ -310,6 +358,31 @@ class Settings(BaseSettings):
             and parts.hostname in ("127.0.0.1", "localhost")
             and (parts.port or 8020) == self.hdfs_port
         )
+
+    @property
+    def manages_spark_cluster(self) -> bool:
+        """Tell whether the Spark master is a standalone cluster tripflow runs on this machine
+        (spark:// on loopback)."""
+        parts = urlsplit(self.spark_master)
+        return parts.scheme == "spark" and parts.hostname in ("127.0.0.1", "localhost")
+
+    @property
+    def manages_s3(self) -> bool:
+        """Tell whether the lake is on the S3 server tripflow runs on this machine (an s3://
+        lake whose endpoint is on loopback)."""
+        if urlsplit(self.lake_root).scheme != "s3" or not self.s3_endpoint:
+            return False
+        return urlsplit(self.s3_endpoint).hostname in ("127.0.0.1", "localhost")
+
+    @property
+    def s3_credentials(self) -> tuple[str, str] | None:
+        """Return the S3 lake's access and secret key, or None for the AWS credential chain
+        (the server tripflow runs has keys of its own by default)."""
+        if self.s3_access_key and self.s3_secret_key:
+            return self.s3_access_key, self.s3_secret_key
+        if self.manages_s3:
+            return self.s3_access_key or "tripflow", self.s3_secret_key or "tripflow-secret"
+        return None
 
     def environment(self) -> dict[str, str]:
         """Return these settings as TRIPFLOW_* variables, for processes started from here

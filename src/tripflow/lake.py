@@ -2,7 +2,9 @@
 
 An `hdfs://host:port/path` lake is read and written from Python through WebHDFS (HTTP, no
 native libhdfs), on the NameNode's HTTP port, while `uri()` keeps the hdfs:// URL for Spark,
-which speaks HDFS's own protocol."""
+which speaks HDFS's own protocol. An `s3://bucket/prefix` lake goes through s3fs from Python
+and through Hadoop's S3A from Spark (`spark_conf()` says how), under the same s3:// URLs that
+EMR's own filesystem reads."""
 
 from __future__ import annotations
 
@@ -69,14 +71,55 @@ class Lake:
         `data_proxy` rewrites DataNode addresses a client cannot reach as given."""
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
+        self.storage_options = dict(storage_options)
         if parts.scheme == "hdfs":
             # fsspec's own hdfs:// needs libhdfs and a Hadoop install; WebHDFS needs neither.
             options = {"port": WEBHDFS_PORT, **storage_options}
             self.fs = WebHDFS(host=parts.hostname or "127.0.0.1", **options)
             root = parts.path
+        elif parts.scheme in ("s3", "s3a"):
+            # A listing cached by s3fs would hide files that landed since: the sensor and
+            # the claim must see the bucket as it is now.
+            options = {"use_listings_cache": False, **storage_options}
+            self.fs, root = fsspec.core.url_to_fs(f"s3://{parts.netloc}{parts.path}", **options)
         else:
             self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = root.rstrip("/") or "/"
+
+    @property
+    def is_object_store(self) -> bool:
+        """Tell whether the lake is an object store (S3): no directories, no renames."""
+        return urlsplit(self.url).scheme in ("s3", "s3a")
+
+    def spark_conf(self) -> dict[str, str]:
+        """Return the Hadoop settings Spark needs to read and write this lake (none for
+        file:// and hdfs://): for s3://, the S3A connector with this lake's endpoint, region
+        and keys, also serving plain s3:// URLs."""
+        if not self.is_object_store:
+            return {}
+        conf = {
+            "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            "fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+        }
+        client = self.storage_options.get("client_kwargs", {})
+        if region := client.get("region_name"):
+            conf["fs.s3a.endpoint.region"] = str(region)
+        if endpoint := self.storage_options.get("endpoint_url"):
+            conf["fs.s3a.endpoint"] = str(endpoint)
+            # A server of one's own: bucket in the path, not the host name; plain HTTP on
+            # loopback.
+            conf["fs.s3a.path.style.access"] = "true"
+            conf["fs.s3a.connection.ssl.enabled"] = str(
+                str(endpoint).startswith("https://")
+            ).lower()
+        key, secret = self.storage_options.get("key"), self.storage_options.get("secret")
+        if key and secret:
+            conf["fs.s3a.aws.credentials.provider"] = (
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            )
+            conf["fs.s3a.access.key"] = str(key)
+            conf["fs.s3a.secret.key"] = str(secret)
+        return conf
 
     def full_path(self, path: str) -> str:
         """Return a path as the lake's filesystem (`self.fs`) names it."""
@@ -146,11 +189,16 @@ class Lake:
         """Copy a local file into a directory atomically: readers never see it half-written.
 
         It is written as `<name>._COPYING_` and renamed when complete, as `hdfs dfs -put`
-        does; an existing file of the same name is refused."""
+        does; on S3, where an object appears whole when its upload completes (a multipart
+        upload too) and a rename is a copy, it is uploaded under its name. An existing file
+        of the same name is refused."""
         name = name or local.name
         target = posixpath.join(directory, name)
         if self.exists(target):
             raise FileExistsError(f"{self.uri(target)} already exists")
+        if self.is_object_store:
+            self.fs.put_file(str(local), self.full_path(target))
+            return target
         self.makedirs(directory)
         partial = f"{target}.{uuid.uuid4().hex[:8]}._COPYING_"
         self.fs.put_file(str(local), self.full_path(partial))
@@ -162,7 +210,16 @@ class Lake:
         return target
 
     def _rename(self, source: str, target: str) -> None:
-        self.fs.mv(self.full_path(source), self.full_path(target))
+        full_source, full_target = self.full_path(source), self.full_path(target)
+        if self.is_object_store and self.fs.isdir(full_source):
+            # On S3 a "directory" is a prefix with no object of its own: copy each object
+            # under it, then delete them.
+            for found in self.fs.find(full_source):
+                relative = posixpath.relpath(found, full_source)
+                self.fs.copy(found, posixpath.join(full_target, relative))
+            self.fs.rm(full_source, recursive=True)
+            return
+        self.fs.mv(full_source, full_target)
         # HDFS refuses a rename onto an existing file by answering `false`, which WebHDFS
         # passes on as a success: a source still in place is the only sign.
         if self.fs.exists(self.full_path(source)):
@@ -183,9 +240,18 @@ class Lake:
 
 
 def lake_options(settings: Settings) -> dict[str, Any]:
-    """Return the storage options of the settings' lake: WebHDFS port and user for hdfs://."""
-    if urlsplit(settings.lake_root).scheme == "hdfs":
+    """Return the storage options of the settings' lake: WebHDFS port and user for hdfs://;
+    endpoint, region and keys for s3://."""
+    scheme = urlsplit(settings.lake_root).scheme
+    if scheme == "hdfs":
         return {"port": settings.hdfs_http_port, "user": settings.hdfs_user}
+    if scheme in ("s3", "s3a"):
+        options: dict[str, Any] = {"client_kwargs": {"region_name": settings.s3_region}}
+        if settings.s3_endpoint:
+            options["endpoint_url"] = settings.s3_endpoint
+        if credentials := settings.s3_credentials:
+            options["key"], options["secret"] = credentials
+        return options
     return {}
 
 

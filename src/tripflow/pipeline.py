@@ -54,22 +54,51 @@ class SubmitRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def command(self, job: PreprocessJob) -> list[str]:
-        """Return the spark-submit command line for a job."""
+    def command(self, job: PreprocessJob, properties: Path | None = None) -> list[str]:
+        """Return the spark-submit command line for a job; `properties` is the file of the
+        lake's Hadoop settings (`write_properties`) when the job has any."""
         import pyspark
 
+        from tripflow.spark.session import s3a_jars
+
         spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+        lake = []
+        if job.hadoop_conf:
+            # The S3A classes, on the driver's and (copied by Spark) the executors' classpath.
+            lake += ["--jars", ",".join(s3a_jars(self.settings.s3a_jars))]
+            if properties is not None:
+                lake += ["--properties-file", str(properties)]
+        cluster = []
+        if not self.settings.spark_master.startswith("local"):
+            cluster = ["--executor-memory", self.settings.spark_executor_memory]
         return [
             str(spark_submit),
             "--master",
             self.settings.spark_master,
             "--driver-memory",
             self.settings.driver_memory,
+            *cluster,
             "--conf",
             "spark.ui.enabled=false",
+            *lake,
             job_application(),
             *job_arguments(job),
         ]
+
+    def write_properties(self, job: PreprocessJob, path: Path) -> Path:
+        """Write the job's Hadoop settings as spark-submit's properties file, readable by
+        this user only: they hold the lake's keys, which a command line would show to every
+        `ps` (and which the executors of a cluster need as much as the driver)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        # A backslash starts an escape in a properties file.
+        lines = [
+            f"spark.hadoop.{key} {value.replace(chr(92), chr(92) * 2)}"
+            for key, value in job.hadoop_conf.items()
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def run(self, job: PreprocessJob) -> None:
         """Run spark-submit and wait for it."""
@@ -79,10 +108,22 @@ class SubmitRunner:
         environment = {**os.environ, **local_environment()}
         log = self.settings.home_dir / "logs" / f"spark-batch-{job.batch_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as output:
-            result = subprocess.run(
-                self.command(job), stdout=output, stderr=subprocess.STDOUT, env=environment
+        properties = None
+        if job.hadoop_conf:
+            properties = self.write_properties(
+                job, self.settings.home_dir / "run" / f"spark-batch-{job.batch_id}.properties"
             )
+        try:
+            with log.open("w") as output:
+                result = subprocess.run(
+                    self.command(job, properties),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=environment,
+                )
+        finally:
+            if properties is not None:
+                properties.unlink(missing_ok=True)
         if result.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise SparkJobError(
@@ -235,6 +276,7 @@ def build_job(
         trusted_url=lake.uri(trusted_dir(batch_id, attempt)),
         rejected_url=lake.uri(rejected_dir(batch_id, attempt)),
         window=window,
+        hadoop_conf=lake.spark_conf(),
     )
 
 
@@ -276,6 +318,11 @@ def _move_files(conn: psycopg.Connection[Any], lake: Lake, batch_id: int, area: 
         if item.processed_path:
             continue
         target = posixpath.join(area, str(batch_id), item.name)
+        if not lake.exists(item.landing_path) and not lake.exists(target):
+            # Deleted from the landing dir after the claim: nothing to move, and a batch set
+            # aside must not fail on it (it would block newer files for good).
+            log.warning("batch %s: %s is gone from the lake", batch_id, lake.uri(item.landing_path))
+            continue
         lake.move(item.landing_path, target)
         ingestions.record_archived(conn, item.file_id, target)
 

@@ -38,7 +38,7 @@ from tests.reference import read_trips
 from tripflow.generate import GenerationSummary, generate_trips
 from tripflow.records import Trip
 from tripflow.services.airflow import DAG_ID, METADATA_DATABASE
-from tripflow.services.stack import supervisor_call
+from tripflow.services.supervisor import supervisor_call
 
 pytestmark = pytest.mark.e2e
 

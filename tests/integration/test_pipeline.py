@@ -17,6 +17,7 @@ import pytest
 from tests import badinput, hostile
 from tests.conftest import SAMPLE
 from tests.reference import read_trips
+from tests.s3_fixture import s3_lake
 from tripflow import pipeline
 from tripflow.config import Settings
 from tripflow.generate import generate_trips
@@ -32,11 +33,14 @@ HEADER = "region,origin_coord,destination_coord,datetime,datasource"
 TRIPS_OF_SAMPLE = [row.trip for row in read_trips(SAMPLE)]
 
 
-@pytest.fixture(params=["file", "hdfs"])
+@pytest.fixture(params=["file", "hdfs", "s3"])
 def lake(request: pytest.FixtureRequest, settings: Settings) -> Lake:
-    """The test's lake: a local directory, or a directory of its own on the real HDFS."""
+    """The test's lake: a local directory, or a directory of its own on the real HDFS or on
+    the real S3 server."""
     if request.param == "file":
         return Lake(settings.lake_root)
+    if request.param == "s3":
+        return s3_lake(request.getfixturevalue("s3"))
     cluster = request.getfixturevalue("hdfs")
     return Lake(
         cluster.url(f"/tests/{uuid.uuid4().hex}"),
@@ -383,12 +387,16 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
     conn: psycopg.Connection[Any], lake: Lake, runner: pipeline.SessionRunner
 ) -> None:
     batch = claim_sample(conn, lake)
-    # The claimed file turns into an empty directory: a real Spark job over it fails.
+    # The claimed file turns into a directory: a real Spark job over it fails. (On S3, where
+    # a directory is a prefix, an empty object under the file's name makes it one.)
     landing = batch.files[0].landing_path
     lake.fs.rm(lake.full_path(landing))
-    lake.makedirs(landing)
+    if lake.is_object_store:
+        lake.write_bytes(f"{landing}/part-0", b"")
+    else:
+        lake.makedirs(landing)
     for _ in range(3):
-        with pytest.raises(ValueError, match="Spark did not read"):
+        with pytest.raises(ValueError, match=r"Spark did not read|none of the job's files"):
             pipeline.ingest(conn, lake, runner, max_attempts=3)
     lake.put(SAMPLE, LANDING, name="trips_again.csv")
 
@@ -401,6 +409,27 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_newer_files_still_load(
     assert lake.exists(f"{pipeline.FAILED}/{batch.batch_id}/trips.csv")
     assert not lake.exists(landing)
     assert batch_row(conn, newer)["rows_loaded"] == 100
+
+
+def test_a_claimed_file_deleted_from_the_lake_fails_its_batch_and_blocks_nothing(
+    conn: psycopg.Connection[Any], runner: pipeline.SessionRunner, settings: Settings
+) -> None:
+    lake = Lake(settings.lake_root)
+    batch = claim_sample(conn, lake)
+    lake.fs.rm(lake.full_path(batch.files[0].landing_path))
+    for _ in range(2):
+        with pytest.raises(Exception, match=r"trips\.csv"):
+            pipeline.ingest(conn, lake, runner, max_attempts=2)
+    lake.put(SAMPLE, LANDING, name="trips_again.csv")
+
+    (newer,) = pipeline.ingest(conn, lake, runner, max_attempts=2)
+
+    failed = batch_row(conn, batch.batch_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", 2)
+    assert failed["files"][0]["processed_path"] is None
+    assert batch_row(conn, newer)["rows_loaded"] == 100
+    with pytest.raises(FileNotFoundError, match="cannot run Spark again"):
+        pipeline.requeue_failed(conn, lake, batch.batch_id)
 
 
 def test_a_batch_failing_at_publish_leaves_nothing_in_staging(

@@ -14,13 +14,13 @@ ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def test_every_setting_is_documented_in_env_example() -> None:
-    documented = set(re.findall(r"^(TRIPFLOW_[A-Z_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    documented = set(re.findall(r"^(TRIPFLOW_[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
     declared = {f"TRIPFLOW_{name.upper()}" for name in Settings.model_fields}
     assert documented == declared
 
 
 def test_env_example_shows_the_defaults() -> None:
-    shown = dict(re.findall(r"^(TRIPFLOW_[A-Z_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    shown = dict(re.findall(r"^(TRIPFLOW_[A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
     defaults = Settings(_env_file=None)
     for name, value in shown.items():
         default = getattr(defaults, name.removeprefix("TRIPFLOW_").lower())

@@ -7,24 +7,19 @@ under `<home>/hdfs`. Both daemons run under a supervisord of their own (socket a
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import time
-import xmlrpc.client
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-import psutil
-
-from tripflow.services.stack import (
+from tripflow.services.supervisor import (
+    Program,
+    ServiceError,
     ServiceState,
+    Supervisor,
     http_get_json,
-    supervised_services,
-    supervisor_call,
-    venv_bin,
-    wait_for,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +47,7 @@ log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR
 """
 
 
-class HdfsError(RuntimeError):
+class HdfsError(ServiceError):
     """The managed HDFS could not be fetched, formatted, started or stopped."""
 
 
@@ -73,10 +68,6 @@ def render_site(properties: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _wait_for(check: Any, seconds: float, what: str) -> None:
-    wait_for(check, seconds, what, HdfsError)
-
-
 class ManagedHdfs:
     """A NameNode and a DataNode on loopback, with their state under `<home>/hdfs`."""
 
@@ -89,9 +80,9 @@ class ManagedHdfs:
         self.jars = (settings.hadoop_jars or default_jars_directory()).expanduser().resolve()
         self.run_directory = settings.home_dir / "run"
         self.log_directory = settings.home_dir / "logs"
-        self.socket = self.run_directory / "hdfs-supervisor.sock"
-        self.supervisor_conf = self.run_directory / "hdfs-supervisord.conf"
-        self.supervisor_pid = self.run_directory / "hdfs-supervisord.pid"
+        self.supervisor = Supervisor(
+            "hdfs", self.run_directory, self.log_directory, log_prefix="hdfs-"
+        )
         self.port = settings.hdfs_port
         self.http_port = settings.hdfs_http_port
         self.user = settings.hdfs_user
@@ -202,40 +193,26 @@ class ManagedHdfs:
         if result.returncode != 0 or not self.formatted:
             raise HdfsError(f"NameNode -format failed:\n{result.stderr.strip()[-2000:]}")
 
-    def supervisor_config(self) -> str:
-        """Render the configuration of the HDFS supervisord."""
-        sections = [
-            f"[unix_http_server]\nfile={self.socket}\nchmod=0700\n",
-            f"[supervisord]\nlogfile={self.log_directory / 'hdfs-supervisord.log'}\n"
-            f"pidfile={self.supervisor_pid}\nchildlogdir={self.log_directory}\n",
-            "[rpcinterface:supervisor]\n"
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
-            f"[supervisorctl]\nserverurl=unix://{self.socket}\n",
-        ]
-        commands = {
-            "namenode": self.java_command(NAMENODE_CLASS),
-            "datanode": self.java_command(DATANODE_CLASS),
-        }
-        # The NameNode first; the DataNode retries until the NameNode answers.
-        for priority, (name, command) in enumerate(commands.items(), start=1):
-            sections.append(
-                f"[program:{name}]\ncommand={shlex.join(command)}\npriority={priority}\n"
-                f"directory={self.directory}\nenvironment=HADOOP_USER_NAME={self.user!r}\n"
-                "autorestart=true\nstartsecs=3\nstopwaitsecs=30\nredirect_stderr=true\n"
-                f"stdout_logfile={self.log_directory / ('hdfs-' + name + '.log')}\n"
-                "stdout_logfile_maxbytes=20MB\n"
+    def programs(self) -> list[Program]:
+        """Return the NameNode and the DataNode, NameNode first (the DataNode retries until
+        the NameNode answers)."""
+        return [
+            Program(
+                name,
+                self.java_command(main_class),
+                environment={"HADOOP_USER_NAME": self.user},
+                directory=self.directory,
+                priority=priority,
+                stop_seconds=30,
             )
-        return "\n".join(sections).replace("%", "%%")
-
-    def _rpc(self, method: str) -> Any:
-        return supervisor_call(self.socket, method)
+            for priority, (name, main_class) in enumerate(
+                (("namenode", NAMENODE_CLASS), ("datanode", DATANODE_CLASS)), start=1
+            )
+        ]
 
     def supervisor_running(self) -> bool:
         """Tell whether the HDFS supervisord answers."""
-        try:
-            return bool(self._rpc("getState")["statename"] == "RUNNING")
-        except (OSError, xmlrpc.client.Fault):
-            return False
+        return self.supervisor.running()
 
     def namesystem_state(self) -> dict[str, Any] | None:
         """Return the NameNode's FSNamesystemState JMX bean, or None if it does not answer."""
@@ -269,56 +246,24 @@ class ManagedHdfs:
         if not self.formatted:
             self.format()
         self.write_config()
-        self.run_directory.mkdir(parents=True, exist_ok=True)
-        self.log_directory.mkdir(parents=True, exist_ok=True)
-        config = self.supervisor_config()
-        if self.supervisor_running():
-            if self.supervisor_conf.exists() and self.supervisor_conf.read_text() == config:
-                self._wait_healthy(timeout)
-                return time.monotonic() - started
-            # Ports or heap changed: the daemons must start again with the new settings.
-            self.stop()
-        self.supervisor_conf.write_text(config)
-        result = subprocess.run(
-            [venv_bin("supervisord"), "-c", str(self.supervisor_conf)],
-            env=self._environment(),
-            capture_output=True,
-            text=True,
+        self.supervisor.start(self.programs(), self._environment(), HdfsError)
+        self.supervisor.wait_healthy(
+            self.healthy,
+            timeout,
+            "HDFS to leave safe mode with a live DataNode",
+            PROGRAMS,
+            HdfsError,
         )
-        if result.returncode != 0:
-            raise HdfsError(f"supervisord for HDFS did not start: {result.stderr.strip()}")
-        _wait_for(self.supervisor_running, 20, "the HDFS supervisord")
-        self._wait_healthy(timeout)
         return time.monotonic() - started
-
-    def _wait_healthy(self, timeout: float) -> None:
-        try:
-            _wait_for(self.healthy, timeout, "HDFS to leave safe mode with a live DataNode")
-        except HdfsError as error:
-            tails = []
-            for name in PROGRAMS:
-                log = self.log_directory / f"hdfs-{name}.log"
-                if log.exists():
-                    lines = log.read_text(errors="replace").splitlines()[-8:]
-                    tails.append(f"--- {log}\n" + "\n".join(lines))
-            raise HdfsError("\n".join([str(error), *tails])) from error
 
     def stop(self) -> bool:
         """Stop the DataNode, the NameNode and their supervisord; return False if none ran."""
-        if not self.supervisor_running():
-            return False
-        pid = int(self.supervisor_pid.read_text()) if self.supervisor_pid.exists() else None
-        self._rpc("shutdown")
-        if pid is not None:
-            _wait_for(lambda: not psutil.pid_exists(pid), 60, "the HDFS supervisord to stop")
-        return True
+        return self.supervisor.stop(HdfsError)
 
     def status(self) -> list[ServiceState]:
         """Return the state of the NameNode and the DataNode."""
-        if not self.supervisor_running():
-            return [ServiceState(name, "STOPPED", None, None) for name in PROGRAMS]
         details = {
             "namenode": f"{self.url()} (WebHDFS {self.webhdfs_url()})",
             "datanode": f"127.0.0.1:{self.settings.hdfs_datanode_port}",
         }
-        return supervised_services(self.socket, lambda info: details.get(info["name"], ""))
+        return self.supervisor.states(lambda info: details.get(info["name"], ""), PROGRAMS)

@@ -2,20 +2,26 @@
 pays no JVM start (a cold spark-submit of the 100-row sample spends most of its time there).
 
 A declaration: the program and its environment, its health check and the settings it reads
-(`spark_master`, `spark_driver_memory`, `spark_connect_port`). The stack runs it when
+(`spark_master`, `spark_driver_memory`, `spark_connect_port`, and `lake_url` / `s3a_jars`:
+an s3:// lake puts Hadoop's S3A jars on its classpath). The stack runs it when
 TRIPFLOW_SPARK_RUNNER is `connect`. PySpark 4.2 ships the server (spark-connect_2.13 jar in
 its jars/); the Connect client is loaded only when a server is listening."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tripflow.spark.session import APPLICATION_CONF, SQL_CONF, local_environment, quiet_connect
+from tripflow.spark.session import (
+    APPLICATION_CONF,
+    SQL_CONF,
+    local_environment,
+    quiet_connect,
+    s3a_jars,
+    spark_home,
+)
 
 if TYPE_CHECKING:
     from tripflow.config import Settings
@@ -30,14 +36,6 @@ HEALTH_USER = "tripflow-health"
 def url(settings: Settings) -> str:
     """Return the `sc://` URL of the stack's Connect server."""
     return f"sc://127.0.0.1:{settings.spark_connect_port}"
-
-
-def spark_home() -> Path:
-    """Return PySpark's install directory (bin/spark-submit, jars/) without importing it."""
-    spec = importlib.util.find_spec("pyspark")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("pyspark")
-    return Path(spec.origin).parent
 
 
 def command(settings: Settings) -> list[str]:
@@ -65,6 +63,10 @@ def command(settings: Settings) -> list[str]:
     ]
     for key, value in conf.items():
         arguments += ["--conf", f"{key}={value}"]
+    if urlsplit(settings.lake_root).scheme in ("s3", "s3a"):
+        # Each job sets the lake's endpoint and keys on its own session; the classes must be
+        # on the server's classpath from the start.
+        arguments += ["--jars", ",".join(s3a_jars(settings.s3a_jars))]
     return arguments
 
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
-import xmlrpc.client
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
-from supervisor.xmlrpc import SupervisorTransport
-from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
+from typing import Any, Protocol
 
 from tripflow.config import Settings, SparkRunnerMode
 from tripflow.services import airflow, spark_connect
 from tripflow.services.postgres import ManagedPostgres
+from tripflow.services.supervisor import (
+    Program,
+    ServiceError,
+    ServiceState,
+    Supervisor,
+    http_get_json,
+    tree_memory_mb,
+    venv_bin,
+    wait_for,
+)
 from tripflow.warehouse import roles
 
 AIRFLOW_PROGRAMS = (
@@ -35,24 +37,8 @@ AIRFLOW_PROGRAMS = (
 )
 
 
-class StackError(RuntimeError):
+class StackError(ServiceError):
     """A service of the stack did not start or answer."""
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """One service as `status` shows it."""
-
-    name: str
-    state: str
-    pid: int | None
-    memory_mb: float | None
-    detail: str = ""
-
-
-def venv_bin(name: str) -> str:
-    """Return the path of a command installed in this Python environment."""
-    return str(Path(sys.executable).parent / name)
 
 
 def run_directory(settings: Settings) -> Path:
@@ -110,57 +96,21 @@ def runs_spark_connect(settings: Settings) -> bool:
     return settings.spark_runner is SparkRunnerMode.CONNECT
 
 
+def supervisor(settings: Settings) -> Supervisor:
+    """Return the stack's supervisord."""
+    return Supervisor("", run_directory(settings), log_directory(settings))
+
+
 def supervisor_config(settings: Settings, with_airflow: bool) -> str:
     """Render supervisord's configuration for the stack."""
-    run, logs = run_directory(settings), log_directory(settings)
-    sections = [
-        f"[unix_http_server]\nfile={run / 'supervisor.sock'}\nchmod=0700\n",
-        f"[supervisord]\nlogfile={logs / 'supervisord.log'}\npidfile={run / 'supervisord.pid'}\n"
-        f"childlogdir={logs}\n",
-        "[rpcinterface:supervisor]\n"
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
-        f"[supervisorctl]\nserverurl=unix://{run / 'supervisor.sock'}\n",
-    ]
-    for name, command in programs(settings, with_airflow).items():
-        # stopasgroup/killasgroup: Airflow and gunicorn fork workers that must go with them.
-        # process_group: and those of a predecessor killed outright go before it restarts.
-        guarded = [
-            venv_bin("python"),
-            "-m",
-            "tripflow.services.process_group",
-            str(run / f"{name}.group"),
-            "--",
-            *command,
-        ]
-        sections.append(
-            f"[program:{name}]\ncommand={' '.join(guarded)}\nautorestart=true\nstartsecs=3\n"
-            "stopasgroup=true\nkillasgroup=true\nstopwaitsecs=20\nredirect_stderr=true\n"
-            f"stdout_logfile={logs / (name + '.log')}\nstdout_logfile_maxbytes=20MB\n"
-        )
-    return "\n".join(sections).replace("%", "%%")
-
-
-def supervisor_call(socket: Path, method: str) -> Any:
-    """Call one method of a supervisord's XML-RPC interface over its unix socket."""
-    transport = SupervisorTransport(None, None, f"unix://{socket}")
-    try:
-        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-        return getattr(proxy.supervisor, method)()
-    finally:
-        # The transport keeps its socket open for a next call that never comes.
-        transport.close()
-
-
-def _rpc(settings: Settings, method: str) -> Any:
-    return supervisor_call(run_directory(settings) / "supervisor.sock", method)
+    return supervisor(settings).config(
+        [Program(name, command) for name, command in programs(settings, with_airflow).items()]
+    )
 
 
 def supervisor_running(settings: Settings) -> bool:
     """Tell whether the stack's supervisord answers."""
-    try:
-        return bool(_rpc(settings, "getState")["statename"] == "RUNNING")
-    except (OSError, xmlrpc.client.Fault):
-        return False
+    return supervisor(settings).running()
 
 
 def _environment(settings: Settings, with_airflow: bool) -> dict[str, str]:
@@ -193,64 +143,21 @@ def prepare_airflow(settings: Settings) -> None:
 
 
 def start_supervisor(settings: Settings, with_airflow: bool) -> None:
-    """Start supervisord with the stack's programs, or bring a running one up to date."""
-    run_directory(settings).mkdir(parents=True, exist_ok=True)
-    log_directory(settings).mkdir(parents=True, exist_ok=True)
-    config = run_directory(settings) / "supervisord.conf"
-    config.write_text(supervisor_config(settings, with_airflow))
-    if supervisor_running(settings):
-        # Programs inherit supervisord's environment: a changed stack needs a new supervisord.
-        stop_supervisor(settings)
-    result = subprocess.run(
-        [venv_bin("supervisord"), "-c", str(config)],
-        env=_environment(settings, with_airflow),
-        capture_output=True,
-        text=True,
+    """Start supervisord with the stack's programs, or start a running one again."""
+    stack = supervisor(settings)
+    # Programs inherit supervisord's environment, which the configuration does not show: a
+    # stack started again always gets a new supervisord.
+    stack.stop(StackError)
+    stack.start(
+        [Program(name, command) for name, command in programs(settings, with_airflow).items()],
+        _environment(settings, with_airflow),
+        StackError,
     )
-    if result.returncode != 0:
-        raise StackError(f"supervisord did not start: {result.stderr.strip()}")
-    wait_for(lambda: supervisor_running(settings), 20, "supervisord")
 
 
 def stop_supervisor(settings: Settings) -> bool:
     """Stop every supervised program and supervisord itself; return False if none ran."""
-    if not supervisor_running(settings):
-        return False
-    pid_file = run_directory(settings) / "supervisord.pid"
-    pid = int(pid_file.read_text()) if pid_file.exists() else None
-    _rpc(settings, "shutdown")
-    if pid is not None:
-        wait_for(lambda: not psutil.pid_exists(pid), 60, "supervisord to stop")
-    return True
-
-
-def wait_for(check: Any, seconds: float, what: str, error: type[Exception] = StackError) -> None:
-    """Call `check` every half second until it is true; raise `error` after `seconds`."""
-
-    @retry(
-        stop=stop_after_delay(seconds),
-        wait=wait_fixed(0.5),
-        retry=retry_if_result(lambda ok: not ok),
-    )
-    def attempt() -> bool:
-        return bool(check())
-
-    try:
-        attempt()
-    except RetryError as timeout:
-        raise error(f"timed out after {seconds:.0f} s waiting for {what}") from timeout
-
-
-def http_get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """GET a JSON document: (status, body), or (0, None) when nothing answers."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except (OSError, ValueError):
-        return 0, None
+    return supervisor(settings).stop(StackError)
 
 
 def api_healthy(settings: Settings) -> bool:
@@ -304,12 +211,56 @@ def unpause_dag(settings: Settings, timeout: float = 120) -> None:
     wait_for(unpaused, timeout, f"the DAG {airflow.DAG_ID} to be parsed")
 
 
-def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> None:
-    """Start the whole local stack and return when every part answers its health check."""
+class SideService(Protocol):
+    """A part that runs under a supervisord of its own (the lake's servers, the Spark
+    cluster), so it can be up while the stack is down."""
+
+    def start(self, timeout: float = ...) -> float:
+        """Start it and wait until it answers; return the seconds it took."""
+
+    def stop(self) -> bool:
+        """Stop it; return False if it was not running."""
+
+    def status(self) -> list[ServiceState]:
+        """Return the state of each of its programs."""
+
+
+# The supervisords of the side services, in the order they stop (users before what they use).
+SIDE_SUPERVISORS = ("spark", "s3", "hdfs")
+
+
+def side_services(settings: Settings) -> list[SideService]:
+    """Return the side services the settings ask tripflow to run, in the order they start."""
+    found: list[SideService] = []
+    if settings.manages_s3:
+        from tripflow.services.s3 import ManagedS3
+
+        found.append(ManagedS3(settings))
     if settings.manages_hdfs:
         from tripflow.services.hdfs import ManagedHdfs
 
-        ManagedHdfs(settings).start(timeout)
+        found.append(ManagedHdfs(settings))
+    if settings.manages_spark_cluster:
+        from tripflow.services.spark_cluster import SparkCluster
+
+        found.append(SparkCluster(settings))
+    return found
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the stack's programs, then every side service running under the home (whatever
+    the settings say now); return what was stopped."""
+    stopped = ["services"] if stop_supervisor(settings) else []
+    for name in SIDE_SUPERVISORS:
+        if Supervisor(name, run_directory(settings), log_directory(settings)).stop(StackError):
+            stopped.append(name)
+    return stopped
+
+
+def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> None:
+    """Start the whole local stack and return when every part answers its health check."""
+    for service in side_services(settings):
+        service.start(timeout)
     if with_airflow:
         prepare_airflow(settings)
     start_supervisor(settings, with_airflow)
@@ -332,18 +283,6 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
         unpause_dag(settings, timeout)
 
 
-def tree_memory_mb(pid: int) -> float | None:
-    """Return the memory (PSS) of a process and its descendants, in MiB."""
-    try:
-        process = psutil.Process(pid)
-        tree = [process, *process.children(recursive=True)]
-        # PSS shares each page among the processes mapping it: summed over a tree (a
-        # postmaster and its backends, gunicorn and its workers) it does not count twice.
-        return float(sum(item.memory_full_info().pss for item in tree)) / 2**20
-    except psutil.Error:
-        return None
-
-
 def services(settings: Settings) -> list[ServiceState]:
     """Return the state of PostgreSQL and of every supervised program."""
     states = []
@@ -362,9 +301,9 @@ def services(settings: Settings) -> list[ServiceState]:
             )
         )
     if supervisor_running(settings):
-        states += supervised_services(
-            run_directory(settings) / "supervisor.sock", lambda info: _detail(settings, info)
-        )
+        states += supervisor(settings).states(lambda info: _detail(settings, info))
+    for service in side_services(settings):
+        states += service.status()
     return states
 
 
@@ -377,22 +316,3 @@ def _detail(settings: Settings, info: dict[str, Any]) -> str:
         answer = f"Spark {found}" if found else "not answering yet"
         detail = f"{address} ({answer}), {detail}"
     return detail
-
-
-def supervised_services(
-    socket: Path, detail: Callable[[dict[str, Any]], str]
-) -> list[ServiceState]:
-    """Return the state of every program of the supervisord listening on a socket."""
-    states = []
-    for info in supervisor_call(socket, "getAllProcessInfo"):
-        pid = info["pid"] or None
-        states.append(
-            ServiceState(
-                info["name"],
-                info["statename"],
-                pid,
-                tree_memory_mb(pid) if pid else None,
-                detail(info),
-            )
-        )
-    return states

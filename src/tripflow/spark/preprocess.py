@@ -148,6 +148,9 @@ class PreprocessJob:
     rejected_url: str
     # The trip times the contract accepts (TRIPFLOW_TRIP_EARLIEST / TRIPFLOW_TRIP_LATEST).
     window: TripWindow = DEFAULT_WINDOW
+    # Hadoop settings of the lake the job reads and writes (S3A's endpoint and keys for an
+    # s3:// lake), set on the session before it reads; the S3A jars must be on its classpath.
+    hadoop_conf: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -662,6 +665,11 @@ def run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
 
 
 def _run(spark: AnySession, job: PreprocessJob) -> list[FileReport]:
+    # Session settings reach the Hadoop configuration of every read and write the session
+    # plans: a session started without them (a shared one, a Connect server's) still reaches
+    # the lake, in this process or on the server.
+    for key, value in job.hadoop_conf.items():
+        spark.conf.set(key, value)
     text = spark.read.text([_readable_path(url) for url in job.files.values()])
     listed = text.inputFiles()
     # Fail fast, before any pass, if Spark would skip or swap one of the files.

@@ -3,11 +3,13 @@ process (classic), or on a Spark Connect server."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 # PySpark is imported where a session is built: the stack declares its Spark Connect server
@@ -36,6 +38,8 @@ APPLICATION_CONF = {
     # The console progress bar fills logs of non-interactive runs with carriage returns.
     "spark.ui.showConsoleProgress": "false",
 }
+# Hadoop's S3A and the AWS SDK modules it needs, as scripts/fetch-s3a.sh caches them.
+S3A_VERSION = "3.5.0"
 # What PySpark reads to tell whether functions build Spark Connect columns.
 _CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
 
@@ -51,6 +55,32 @@ def local_environment() -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
+
+
+def spark_home() -> Path:
+    """Return PySpark's install directory (bin/, jars/) without importing it."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("pyspark")
+    return Path(spec.origin).parent
+
+
+def default_s3a_jars_directory() -> Path:
+    """Return where scripts/fetch-s3a.sh puts the S3A jars by default."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tripflow" / f"s3a-{S3A_VERSION}" / "jars"
+
+
+def s3a_jars(directory: Path | None = None) -> list[str]:
+    """Return the S3A jars (sorted paths), or raise FileNotFoundError saying how to fetch them."""
+    folder = (directory or default_s3a_jars_directory()).expanduser()
+    jars = sorted(str(path) for path in folder.glob("*.jar"))
+    if not any(Path(jar).name == f"hadoop-aws-{S3A_VERSION}.jar" for jar in jars):
+        raise FileNotFoundError(
+            f"Hadoop's S3A jars are not in {folder}: run scripts/fetch-s3a.sh "
+            "(or set TRIPFLOW_S3A_JARS)"
+        )
+    return jars
 
 
 def build_session(
