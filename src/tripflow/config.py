@@ -31,6 +31,15 @@ class SparkRunnerMode(StrEnum):
     SUBMIT = "submit"
 
 
+class AirflowExecutor(StrEnum):
+    """Where Airflow runs the DAG's tasks."""
+
+    # Processes the scheduler forks (LocalExecutor).
+    LOCAL = "local"
+    # Celery workers fed through a Redis broker (CeleryExecutor).
+    CELERY = "celery"
+
+
 def machine_memory() -> int:
     """Return the machine's physical memory in bytes."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -208,6 +217,48 @@ class Settings(BaseSettings):
         "`airflow` on the warehouse's server (on the managed cluster, owned by its own role "
         "tripflow_airflow).",
     )
+    airflow_executor: AirflowExecutor = Field(
+        default=AirflowExecutor.LOCAL,
+        description="Where Airflow runs the DAG's tasks. local: processes the scheduler forks. "
+        "celery: the stack's Celery workers (celery_workers of them), which take the tasks "
+        "from a Redis broker (redis_url, or the Redis tripflow runs on redis_port).",
+    )
+    redis_port: int = Field(
+        default=6379,
+        description="Port of the Redis tripflow runs as the Celery broker (loopback only).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="URL of an existing Redis (ElastiCache: rediss://...) as the Celery "
+        "broker; tripflow then runs no Redis. Default: the Redis tripflow runs on redis_port.",
+    )
+    celery_workers: int = Field(
+        default=2, ge=1, description="Celery workers the stack runs with the celery executor."
+    )
+    celery_worker_concurrency: int = Field(
+        default=2, ge=1, description="Tasks each Celery worker runs at once."
+    )
+    celery_log_server_port: int = Field(
+        default=8795,
+        description="Port on which the first Celery worker serves its tasks' logs to the UI; "
+        "each next worker takes the port after (one range per stack on a machine).",
+    )
+
+    @property
+    def manages_redis(self) -> bool:
+        """Tell whether tripflow runs the Celery broker itself (the celery executor without a
+        redis_url)."""
+        return self.airflow_executor is AirflowExecutor.CELERY and not self.redis_url
+
+    @property
+    def celery_broker_url(self) -> str:
+        """Return the URL of the Celery broker: redis_url, or the Redis tripflow runs."""
+        if self.redis_url:
+            return self.redis_url
+        from tripflow.services import redis
+
+        return redis.url(self)
+
     database_data_dir: Path | None = Field(
         default=None,
         description="Data directory of a PostgreSQL on this host that tripflow does not "
@@ -358,6 +409,12 @@ class Settings(BaseSettings):
             and parts.hostname in ("127.0.0.1", "localhost")
             and (parts.port or 8020) == self.hdfs_port
         )
+
+    @property
+    def executor_memory(self) -> str | None:
+        """Return the executors' memory on a cluster master; None in local mode, where the
+        driver is the executor."""
+        return None if self.spark_master.startswith("local") else self.spark_executor_memory
 
     @property
     def manages_spark_cluster(self) -> bool:

@@ -56,7 +56,7 @@ class SubmitRunner:
 
     def command(self, job: PreprocessJob, properties: Path | None = None) -> list[str]:
         """Return the spark-submit command line for a job; `properties` is the file of the
-        lake's Hadoop settings (`write_properties`) when the job has any."""
+        lake's Hadoop settings (`write_spark_properties`) when the job has any."""
         import pyspark
 
         from tripflow.spark.session import s3a_jars
@@ -69,8 +69,8 @@ class SubmitRunner:
             if properties is not None:
                 lake += ["--properties-file", str(properties)]
         cluster = []
-        if not self.settings.spark_master.startswith("local"):
-            cluster = ["--executor-memory", self.settings.spark_executor_memory]
+        if self.settings.executor_memory is not None:
+            cluster = ["--executor-memory", self.settings.executor_memory]
         return [
             str(spark_submit),
             "--master",
@@ -85,21 +85,6 @@ class SubmitRunner:
             *job_arguments(job),
         ]
 
-    def write_properties(self, job: PreprocessJob, path: Path) -> Path:
-        """Write the job's Hadoop settings as spark-submit's properties file, readable by
-        this user only: they hold the lake's keys, which a command line would show to every
-        `ps` (and which the executors of a cluster need as much as the driver)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        # A backslash starts an escape in a properties file.
-        lines = [
-            f"spark.hadoop.{key} {value.replace(chr(92), chr(92) * 2)}"
-            for key, value in job.hadoop_conf.items()
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
     def run(self, job: PreprocessJob) -> None:
         """Run spark-submit and wait for it."""
         from tripflow.spark.session import local_environment
@@ -110,9 +95,7 @@ class SubmitRunner:
         log.parent.mkdir(parents=True, exist_ok=True)
         properties = None
         if job.hadoop_conf:
-            properties = self.write_properties(
-                job, self.settings.home_dir / "run" / f"spark-batch-{job.batch_id}.properties"
-            )
+            properties = write_spark_properties(job, self.settings)
         try:
             with log.open("w") as output:
                 result = subprocess.run(
@@ -130,6 +113,25 @@ class SubmitRunner:
                 f"Spark job for batch {job.batch_id} failed (exit {result.returncode}); "
                 f"full log: {log}\n{tail}"
             )
+
+
+def write_spark_properties(job: PreprocessJob, settings: Settings) -> Path:
+    """Write the job's Hadoop settings (the lake's) as a spark-submit properties file,
+    readable by this user only, and return it: they hold the lake's keys, which a command
+    line would show to every `ps`, and which a cluster's executors need as much as the
+    driver. The caller deletes it when the job has ended."""
+    name = f"spark-batch-{job.batch_id}-{uuid.uuid4().hex[:8]}.properties"
+    path = settings.home_dir / "run" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    # A backslash starts an escape in a properties file.
+    lines = [
+        f"spark.hadoop.{key} {value.replace(chr(92), chr(92) * 2)}"
+        for key, value in job.hadoop_conf.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 class SessionRunner:

@@ -120,16 +120,17 @@ def validate(batch_id: int) -> dict[str, str]:
         log.info("batch %d: %s, Spark results already recorded", batch_id, status)
         return {"runner": "none"}
     log.info("batch %d: Spark run %s writes %s", batch_id, attempt, job.trusted_url)
-    ran = _run_spark_job(pipeline.job_arguments(job))
+    ran = _run_spark_job(job, settings)
     with _entry_point() as (_settings, conn, lake):
         pipeline.record_spark_results(conn, lake, batch_id, attempt)
     return {**ran, "attempt": attempt}
 
 
-def _run_spark_job(application_args: list[str]) -> dict[str, str]:
+def _run_spark_job(job: PreprocessJob, settings: Settings) -> dict[str, str]:
     """Run a batch's Spark job and return how it ran: on the Spark Connect server when
     TRIPFLOW_SPARK_RUNNER is connect and the server answers, else with spark-submit."""
-    settings = Settings()
+    from tripflow import pipeline
+
     if settings.spark_runner is SparkRunnerMode.CONNECT:
         from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
 
@@ -137,23 +138,31 @@ def _run_spark_job(application_args: list[str]) -> dict[str, str]:
 
         url = SparkConnectHook(CONNECT_CONN_ID).get_connection_url()
         if spark_connect.version(url) is not None:
-            from tripflow import pipeline
-            from tripflow.spark.preprocess import job_from_arguments, parse_arguments
-
             log.info("running the Spark job on the Spark Connect server %s", url)
-            pipeline.ConnectRunner(url).run(job_from_arguments(parse_arguments(application_args)))
+            pipeline.ConnectRunner(url).run(job)
             return {"runner": "connect", "url": url}
         # The batch still gets through, only with a cold JVM; the server may be restarting.
         log.warning("no Spark Connect server answers at %s: using spark-submit", url)
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-    hook = SparkSubmitHook(
-        conn_id=SUBMIT_CONN_ID,
-        conf={"spark.ui.enabled": "false"},
-        name="tripflow-preprocess",
-        application_args=application_args,
-    )
-    hook.submit(spark_application())
+    from tripflow.spark.session import s3a_jars
+
+    # The lake's Hadoop settings (an s3:// lake's endpoint and keys) and the S3A jars.
+    properties = pipeline.write_spark_properties(job, settings) if job.hadoop_conf else None
+    try:
+        hook = SparkSubmitHook(
+            conn_id=SUBMIT_CONN_ID,
+            conf={"spark.ui.enabled": "false"},
+            name="tripflow-preprocess",
+            application_args=pipeline.job_arguments(job),
+            jars=",".join(s3a_jars(settings.s3a_jars)) if job.hadoop_conf else None,
+            properties_file=str(properties) if properties else None,
+            executor_memory=settings.executor_memory,
+        )
+        hook.submit(spark_application())
+    finally:
+        if properties is not None:
+            properties.unlink(missing_ok=True)
     return {"runner": "spark-submit"}
 
 

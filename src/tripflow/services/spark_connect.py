@@ -61,6 +61,9 @@ def command(settings: Settings) -> list[str]:
         "--driver-memory",
         settings.driver_memory,
     ]
+    if settings.executor_memory is not None:
+        # On a cluster the server's application keeps executors on the workers.
+        arguments += ["--executor-memory", settings.executor_memory]
     for key, value in conf.items():
         arguments += ["--conf", f"{key}={value}"]
     if urlsplit(settings.lake_root).scheme in ("s3", "s3a"):
