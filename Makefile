@@ -15,6 +15,21 @@ LAKE ?= local
 ifeq ($(LAKE),hdfs)
 export TRIPFLOW_LAKE_URL ?= hdfs://127.0.0.1:8020/tripflow
 endif
+# `make run PROFILE=cloud` (and the same for every other target): the settings of
+# profiles/cloud.env, exported (S3 + bucket events + Spark cluster + Celery, on loopback).
+PROFILE ?= local
+ifneq ($(PROFILE),local)
+ifeq ($(wildcard profiles/$(PROFILE).env),)
+$(error no profile profiles/$(PROFILE).env)
+endif
+include profiles/$(PROFILE).env
+export $(shell sed -n 's/^\(TRIPFLOW_[A-Z0-9_]*\)=.*/\1/p' profiles/$(PROFILE).env)
+PORT := $(TRIPFLOW_API_PORT)
+AIRFLOW_PORT := $(TRIPFLOW_AIRFLOW_PORT)
+STATE_DIR := $(TRIPFLOW_HOME)
+endif
+AIRFLOW_PORT ?= 8080
+STATE_DIR ?= .tripflow
 
 .PHONY: help setup lint format test run up status add-file ingest serve down psql clean \
 	bench-setup bench-ingest bench-query bench-groups bench-api bench-scale bench-latency
@@ -40,7 +55,7 @@ test: lint ## Lint, then every test (real PostgreSQL/PostGIS and Spark, started 
 run: setup ## The whole local stack up, the sample through the DAG, one answer from the API
 	@$(TRIPFLOW) up
 	@echo
-	@echo "Adding the sample; the DAG's sensor picks it up (progress pushed by PostgreSQL):"
+	@echo "Adding the sample; the DAG picks it up (progress pushed by PostgreSQL):"
 	@$(TRIPFLOW) add-file --wait $(SAMPLE)
 	@echo
 	@echo "Weekly average of trips in a box around Prague, both ends inside:"
@@ -48,7 +63,7 @@ run: setup ## The whole local stack up, the sample through the DAG, one answer f
 	@echo
 	@echo "Web page:    http://127.0.0.1:$(PORT)/  (in a browser: map, weekly chart, live ingestions)"
 	@echo "API:         http://127.0.0.1:$(PORT)/  (endpoints listed there; /openapi.json, /ingestions)"
-	@echo "Airflow UI:  http://127.0.0.1:8080/  (admin / admin; DAG tripdata-process)"
+	@echo "Airflow UI:  http://127.0.0.1:$(AIRFLOW_PORT)/  (admin / admin; DAG tripdata-process)"
 	@echo "psql:        psql \"\$$($(TRIPFLOW) db url)\" -c 'SELECT count(*) FROM staging_tripdata' -c 'SELECT count(*) FROM tripdata'"
 	@echo "Status:      $(TRIPFLOW) status     Live ingestion events: $(TRIPFLOW) watch"
 	@echo "Stop:        make down"
@@ -74,9 +89,9 @@ down: ## Stop the whole local stack
 psql: ## Open psql on the warehouse
 	psql "$$($(TRIPFLOW) db url)"
 
-clean: down ## Stop everything and delete the local state (.tripflow, and the database's data)
+clean: down ## Stop everything and delete the local state (.tripflow, or the profile's, and the database's data)
 	-@if [ -x $(TRIPFLOW) ]; then $(TRIPFLOW) db remove --yes; fi
-	rm -rf .tripflow
+	rm -rf $(STATE_DIR)
 
 bench-setup: setup
 	@scripts/bench-setup.sh

@@ -1,30 +1,42 @@
 """The `tripdata-process` DAG: landing files -> Spark -> staging -> tripdata -> processed/.
 
 Thin on purpose: the steps live in `tripflow.orchestration`; parsing this file connects to
-nothing and reads no settings (tasks read them from TRIPFLOW_* when they run)."""
+nothing and reads one setting, TRIPFLOW_EVENTS_URL, which decides how a run starts (tasks
+read the rest from TRIPFLOW_* when they run)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 
+from tripflow.config import Settings
 from tripflow.orchestration import tasks
 from tripflow.orchestration.sensors import LandingFilesSensor
+from tripflow.orchestration.watch import landing_asset
 from tripflow.services.airflow import DAG_ID
 
 DOC = """
 ### Trip files from the lake's landing dir into `tripdata`
 
-One run takes one ingestion batch from the landing dir to `done`; `@continuous` with one
-active run starts the next run as soon as this one ends.
+One run takes one ingestion batch from the landing dir to `done`. How a run starts:
 
-1. **wait_for_files** defers to the triggerer (no worker slot) until files in
+- **polling** (the default): `@continuous` with one active run starts the next run as soon
+  as this one ends, and its first task waits for files.
+- **bucket events** (`TRIPFLOW_EVENTS_URL`, e.g. `kafka://127.0.0.1:9092/tripflow-lake`):
+  the S3 server sends each upload to a durable queue; the triggerer's AssetWatcher turns a
+  message naming a new file in the landing dir into an event of the asset
+  `tripflow_landing`, which starts a run at once. The run also starts every
+  `TRIPFLOW_EVENTS_SWEEP_MINUTES`, for any file whose event never came. There is no
+  wait_for_files task then.
+
+1. **wait_for_files** (polling only) defers to the triggerer (no worker slot) until files in
    `data/raw/tripdata/` keep the same size over two polls (`TRIPFLOW_SENSOR_POLL_SECONDS`).
    Hidden, `_COPYING_` and `.tmp` files are ignored. After a day without files the run is
    skipped, and the next one starts waiting again.
 2. **claim_batch** resumes the oldest unfinished batch, or claims the waiting files as a new
-   batch; with neither, the rest of the run is skipped.
+   batch (with events: every file waiting, whichever event started the run, so an event sent
+   twice never loads a file twice); with neither, the rest of the run is skipped.
 3. **validate_with_spark** runs the preprocess job, unless the batch is past it (a resumed
    run): CSV to validated, de-duplicated Parquet in `trusted/`, bad rows with reasons in
    `rejected/`, then stores the job's per-file counts (batch -> `processed`). With
@@ -44,28 +56,45 @@ Each step checks the batch's status first, so retries and reruns are safe: no ro
 loaded twice and no file is lost.
 """
 
+SETTINGS = Settings()
+if SETTINGS.events_url and SETTINGS.events_sweep_minutes:
+    # A run per batch of bucket events, and a sweep now and then for events lost on the way.
+    SCHEDULE: object = AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(
+            f"*/{SETTINGS.events_sweep_minutes} * * * *", timezone="UTC"
+        ),
+        assets=[landing_asset(SETTINGS)],
+    )
+elif SETTINGS.events_url:
+    SCHEDULE = [landing_asset(SETTINGS)]
+else:
+    SCHEDULE = "@continuous"
+
 with DAG(
     dag_id=DAG_ID,
     description="Ingest trip files from the lake's landing dir into PostGIS",
     doc_md=DOC,
-    schedule="@continuous",
+    schedule=SCHEDULE,
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     tags=["tripflow"],
 ):
-    waiting = LandingFilesSensor(
-        task_id="wait_for_files",
-        timeout=timedelta(days=1),
-        # A quiet day is not a failure: skip the run and let the next one wait.
-        soft_fail=True,
-    )
-    # Only the files the sensor saw stop growing are claimed.
-    claimed = task(task_id="claim_batch", multiple_outputs=True)(tasks.claim)(waiting.output)
+    if SETTINGS.events_url:
+        # The run's events name files, but every waiting file is claimed.
+        claimed = task(task_id="claim_batch", multiple_outputs=True)(tasks.claim)()
+    else:
+        waiting = LandingFilesSensor(
+            task_id="wait_for_files",
+            timeout=timedelta(days=1),
+            # A quiet day is not a failure: skip the run and let the next one wait.
+            soft_fail=True,
+        )
+        # Only the files the sensor saw stop growing are claimed.
+        claimed = task(task_id="claim_batch", multiple_outputs=True)(tasks.claim)(waiting.output)
     batch_id = claimed["batch_id"]
-    # Connect or spark-submit is decided when the task runs (from TRIPFLOW_SPARK_RUNNER), so
-    # parsing this file reads no settings.
+    # Connect or spark-submit is decided when the task runs (from TRIPFLOW_SPARK_RUNNER).
     spark = task(
         task_id="validate_with_spark",
         # Each failed try counts on the batch, which is set aside after the last one.

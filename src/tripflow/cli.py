@@ -370,7 +370,13 @@ def up(
 def down() -> None:
     """Stop the whole local stack (supervised services, then the managed PostgreSQL)."""
     settings = Settings()
-    names = {"services": "services", "spark": "Spark cluster", "s3": "S3 server", "hdfs": "HDFS"}
+    names = {
+        "services": "services",
+        "spark": "Spark cluster",
+        "s3": "S3 server",
+        "kafka": "Kafka",
+        "hdfs": "HDFS",
+    }
     for stopped in stack.down(settings):
         console.print(f"{names.get(stopped, stopped)} stopped")
     if settings.manages_database:

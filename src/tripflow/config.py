@@ -224,8 +224,9 @@ class Settings(BaseSettings):
         "from a Redis broker (redis_url, or the Redis tripflow runs on redis_port).",
     )
     redis_port: int = Field(
-        default=6379,
-        description="Port of the Redis tripflow runs as the Celery broker (loopback only).",
+        default=56379,
+        description="Port of the Redis tripflow runs as the Celery broker (loopback only; not "
+        "6379, which Debian's own redis-server service takes).",
     )
     redis_url: str | None = Field(
         default=None,
@@ -336,6 +337,30 @@ class Settings(BaseSettings):
         "and a slim AWS SDK; scripts/fetch-s3a.sh fills it). "
         "Default: $XDG_CACHE_HOME/tripflow/s3a-3.5.0/jars.",
     )
+    events_url: str | None = Field(
+        default=None,
+        description="Queue of the lake's bucket events, kafka://host:port/topic: the S3 server "
+        "sends each upload there and the DAG starts from it (an Airflow AssetWatcher) instead "
+        "of polling the landing dir. On loopback, tripflow runs the Kafka broker. Default: "
+        "none (the DAG polls).",
+    )
+    events_sweep_minutes: int = Field(
+        default=10,
+        ge=0,
+        le=59,
+        description="With bucket events: the DAG also runs every this many minutes, for a file "
+        "whose event never came (sent while the queue was down, say); 0: events only.",
+    )
+    kafka_controller_port: int = Field(
+        default=9093,
+        description="Port of the KRaft controller of the Kafka broker tripflow runs (loopback).",
+    )
+    kafka_heap: str = Field(default="384m", description="Java heap of the Kafka broker.")
+    kafka_jars: Path | None = Field(
+        default=None,
+        description="Directory of the jars the Kafka broker runs from (scripts/fetch-kafka.sh "
+        "fills it). Default: $XDG_CACHE_HOME/tripflow/kafka-4.1.2/jars.",
+    )
     hadoop_jars: Path | None = Field(
         default=None,
         description="Directory of the Hadoop jars the managed HDFS runs from "
@@ -422,6 +447,32 @@ class Settings(BaseSettings):
         (spark:// on loopback)."""
         parts = urlsplit(self.spark_master)
         return parts.scheme == "spark" and parts.hostname in ("127.0.0.1", "localhost")
+
+    @property
+    def events(self) -> tuple[str, str] | None:
+        """Return the bucket events' Kafka bootstrap address and topic, or None (polling)."""
+        if not self.events_url:
+            return None
+        parts = urlsplit(self.events_url)
+        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 9092}", parts.path.strip("/")
+
+    @property
+    def manages_kafka(self) -> bool:
+        """Tell whether the events' Kafka broker is one tripflow runs (on loopback)."""
+        return bool(self.events_url) and urlsplit(self.events_url or "").hostname in (
+            "127.0.0.1",
+            "localhost",
+        )
+
+    @field_validator("events_url")
+    @classmethod
+    def _events_on_kafka(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "kafka" or not parts.hostname or not parts.path.strip("/"):
+            raise ValueError(f"{value!r} is not kafka://host:port/topic")
+        return value
 
     @property
     def manages_s3(self) -> bool:

@@ -196,3 +196,72 @@ def test_trigger_reports_only_complete_files(report: dict[str, Any]) -> None:
 
 def test_only_files_of_unchanged_size_are_stable(report: dict[str, Any]) -> None:
     assert report["stable"] == ["a"]
+
+
+EVENTS_INSPECT = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags[sys.argv[2]]
+schedule = dag.timetable
+report = {
+    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+    "schedule": type(schedule).__name__,
+    "sweep": schedule.timetable.expression,
+    "tasks": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
+    "assets": [
+        {"uri": asset.uri, "watchers": [[w.name, *w.trigger.serialize()] for w in asset.watchers]}
+        for asset in schedule.asset_condition.objects
+    ],
+}
+print("REPORT " + json.dumps(report))
+"""
+
+
+def test_with_bucket_events_a_run_starts_from_the_watched_landing_dir_or_the_sweep(
+    tmp_path: Path,
+) -> None:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "TRIPFLOW_"))
+    } | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "TRIPFLOW_HOME": str(tmp_path / "home"),
+        "TRIPFLOW_LAKE_URL": "s3://trips/feed",
+        "TRIPFLOW_EVENTS_URL": "kafka://127.0.0.1:19092/lake-events",
+        "TRIPFLOW_EVENTS_SWEEP_MINUTES": "7",
+    }
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", EVENTS_INSPECT, str(DAGS_FOLDER), DAG_ID],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-4000:]
+    report = json.loads(lines[-1].removeprefix("REPORT "))
+
+    assert report["import_errors"] == {}
+    assert (report["schedule"], report["sweep"]) == ("AssetOrTimeSchedule", "*/7 * * * *")
+    # No sensor: the run's first task claims whatever waits.
+    assert report["tasks"] == {
+        "claim_batch": ["archive_files", "publish_to_tripdata", "validate_with_spark"],
+        "validate_with_spark": ["publish_to_tripdata"],
+        "publish_to_tripdata": ["archive_files"],
+        "archive_files": [],
+    }
+    ((asset),) = report["assets"]
+    assert asset["uri"] == "s3://trips/feed/data/raw/tripdata"
+    ((name, classpath, kwargs),) = asset["watchers"]
+    assert name == "tripflow_bucket_events"
+    assert classpath == "airflow.providers.apache.kafka.triggers.await_message.AwaitMessageTrigger"
+    assert kwargs["topics"] == ["lake-events"]
+    assert kwargs["apply_function"] == "tripflow.orchestration.events.landed_files"
+    assert kwargs["apply_function_kwargs"] == {"lake_url": "s3://trips/feed"}
+    assert kwargs["kafka_config_id"] == "kafka_default"

@@ -1,23 +1,32 @@
 """Airflow's configuration for the local stack, derived from tripflow's settings.
 
-Every Airflow process (api-server, scheduler, dag-processor, triggerer, and the tasks they
-run) gets the same environment from `airflow_environment`, so the stack is configured in
-one place and nothing is kept in a hand-edited airflow.cfg."""
+Every Airflow process (api-server, scheduler, dag-processor, triggerer, the Celery workers
+with the celery executor, and the tasks they run) gets the same environment from
+`airflow_environment`, so the stack is configured in one place and nothing is kept in a
+hand-edited airflow.cfg. A Celery worker adds a few of its own (its log server's port)."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from tripflow.config import Settings
+from tripflow.config import AirflowExecutor, Settings
+
+if TYPE_CHECKING:
+    from tripflow.services.supervisor import Program
 
 DAG_ID = "tripdata-process"
 DAGS_FOLDER = Path(__file__).resolve().parents[3] / "dags"
 METADATA_DATABASE = "airflow"
+# The Celery provider's executor. (pyproject keeps Celery below 5.7, which removed a
+# decorator the provider 3.26 imports as it loads.)
+CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -127,4 +136,99 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
+    if settings.events is not None:
+        bootstrap, _topic = settings.events
+        # The triggerer's watcher consumes the bucket events with it: from the earliest
+        # message its group has not committed (one sent while the triggerer was down is
+        # still delivered), committing each one itself.
+        kafka_connection = {
+            "conn_type": "kafka",
+            "extra": {
+                "bootstrap.servers": bootstrap,
+                "group.id": "tripflow-landing-watcher",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": "false",
+            },
+        }
+        environment["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps(kafka_connection)
+    if runs_celery(settings):
+        environment |= {
+            "AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR,
+            "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
+            # Task states go to the metadata database, which the scheduler reads them from in
+            # bulk: no second store to run, and the same database as everything else.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url(settings)}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.celery_worker_concurrency),
+            # Airflow's own default, said explicitly: without it every process that loads the
+            # Celery configuration logs a warning. A dead worker's task is retried long before,
+            # once its heartbeats stop (TASK_INSTANCE_HEARTBEAT_TIMEOUT above).
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+        }
     return environment
+
+
+def runs_celery(settings: Settings) -> bool:
+    """Tell whether the DAG's tasks run on Celery workers."""
+    return settings.airflow_executor is AirflowExecutor.CELERY
+
+
+def celery_node(number: int) -> str:
+    """Return the Celery node name of the stack's worker `number` (from 1)."""
+    # Celery's own convention, name@host: names stay apart on a broker other machines use.
+    return f"worker-{number}@{socket.gethostname()}"
+
+
+def celery_workers(settings: Settings) -> list[Program]:
+    """Return the programs of the stack's Celery workers (none with the local executor)."""
+    if not runs_celery(settings):
+        return []
+    # Imported here: the DAG file imports this module, and task processes need none of it.
+    from tripflow.services.supervisor import Program, venv_bin
+
+    workers = []
+    for number in range(1, settings.celery_workers + 1):
+        command = [
+            venv_bin("airflow"),
+            "celery",
+            "worker",
+            "--concurrency",
+            str(settings.celery_worker_concurrency),
+            "--celery-hostname",
+            celery_node(number),
+        ]
+        # Each worker serves its tasks' logs on a port of its own: two on one machine would
+        # both bind the one port of the environment, and the second's log server would die.
+        # A range of its own, not the scheduler's and triggerer's ports plus n: those two
+        # are next to each other by default (8793, 8794).
+        port = settings.celery_log_server_port + number - 1
+        workers.append(
+            Program(
+                f"celery-worker-{number}",
+                command,
+                environment={
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port),
+                    # The DAGs folder is one unversioned bundle: no stale copies pile up on
+                    # a worker, and the process that would look for them is one less (~18
+                    # MiB of its own).
+                    "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
+                },
+            )
+        )
+    return workers
+
+
+def celery_workers_healthy(settings: Settings) -> bool:
+    """Tell whether every Celery worker of the stack answers a ping through the broker."""
+    # Imported here, as above: only the stack's `up` asks.
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    expected = {celery_node(number) for number in range(1, settings.celery_workers + 1)}
+    app = Celery(set_as_current=False, broker=settings.celery_broker_url)
+    try:
+        replies = app.control.ping(destination=sorted(expected), timeout=1.0)
+    except OperationalError:
+        return False
+    finally:
+        app.close()
+    return expected <= {node for reply in replies for node in reply}

@@ -88,7 +88,33 @@ def programs(settings: Settings, with_airflow: bool) -> dict[str, list[str]]:
             "airflow-dag-processor": [venv_bin("airflow"), "dag-processor"],
             "airflow-triggerer": [venv_bin("airflow"), "triggerer"],
         }
+    commands |= {
+        program.name: list(program.command) for program in _declared(settings, with_airflow)
+    }
     return commands
+
+
+def _declared(settings: Settings, with_airflow: bool) -> list[Program]:
+    # The programs whose services declare them whole, with an environment or a start order
+    # of their own: the broker and the Celery workers, which only Airflow uses.
+    if not with_airflow:
+        return []
+    declared = []
+    if settings.manages_redis:
+        # Imported here, as the redis package it loads: only the celery executor needs them.
+        from tripflow.services import redis
+
+        declared.append(redis.program(settings))
+    return declared + airflow.celery_workers(settings)
+
+
+def supervised_programs(settings: Settings, with_airflow: bool) -> list[Program]:
+    """Return the stack's programs as its supervisord runs them."""
+    declared = {program.name: program for program in _declared(settings, with_airflow)}
+    return [
+        declared.get(name) or Program(name, command)
+        for name, command in programs(settings, with_airflow).items()
+    ]
 
 
 def runs_spark_connect(settings: Settings) -> bool:
@@ -103,9 +129,7 @@ def supervisor(settings: Settings) -> Supervisor:
 
 def supervisor_config(settings: Settings, with_airflow: bool) -> str:
     """Render supervisord's configuration for the stack."""
-    return supervisor(settings).config(
-        [Program(name, command) for name, command in programs(settings, with_airflow).items()]
-    )
+    return supervisor(settings).config(supervised_programs(settings, with_airflow))
 
 
 def supervisor_running(settings: Settings) -> bool:
@@ -149,7 +173,7 @@ def start_supervisor(settings: Settings, with_airflow: bool) -> None:
     # stack started again always gets a new supervisord.
     stack.stop(StackError)
     stack.start(
-        [Program(name, command) for name, command in programs(settings, with_airflow).items()],
+        supervised_programs(settings, with_airflow),
         _environment(settings, with_airflow),
         StackError,
     )
@@ -226,16 +250,21 @@ class SideService(Protocol):
 
 
 # The supervisords of the side services, in the order they stop (users before what they use).
-SIDE_SUPERVISORS = ("spark", "s3", "hdfs")
+SIDE_SUPERVISORS = ("spark", "s3", "kafka", "hdfs")
 
 
 def side_services(settings: Settings) -> list[SideService]:
     """Return the side services the settings ask tripflow to run, in the order they start."""
     found: list[SideService] = []
+    if settings.manages_kafka:
+        from tripflow.services.kafka import ManagedKafka
+
+        # First: the S3 server sends its events there and refuses to start without it.
+        found.append(ManagedKafka(settings))
     if settings.manages_s3:
         from tripflow.services.s3 import ManagedS3
 
-        found.append(ManagedS3(settings))
+        found.append(ManagedS3(settings, events=settings.events))
     if settings.manages_hdfs:
         from tripflow.services.hdfs import ManagedHdfs
 
@@ -263,6 +292,10 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
         service.start(timeout)
     if with_airflow:
         prepare_airflow(settings)
+    if with_airflow and settings.manages_redis:
+        from tripflow.services import redis
+
+        redis.directory(settings).mkdir(parents=True, exist_ok=True)
     start_supervisor(settings, with_airflow)
     wait_for(lambda: api_healthy(settings), timeout, "the API's /health")
     if runs_spark_connect(settings):
@@ -278,8 +311,30 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
             pipeline.ConnectRunner(spark_connect.url(settings)),
             run_directory(settings) / "spark-warm-up",
         )
+    if with_airflow and settings.manages_redis:
+        from tripflow.services import redis
+
+        supervisor(settings).wait_healthy(
+            lambda: redis.healthy(settings),
+            timeout,
+            f"Redis on {redis.url(settings)}",
+            [redis.PROGRAM],
+            StackError,
+        )
     if with_airflow:
         wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
+        # Airflow's health check leaves the Celery workers out; a ping each answers through
+        # the broker shows it is connected and consuming, as a task needs (supervisord's
+        # RUNNING only says it lived three seconds).
+        workers = airflow.celery_workers(settings)
+        if workers:
+            supervisor(settings).wait_healthy(
+                lambda: airflow.celery_workers_healthy(settings),
+                timeout,
+                f"{len(workers)} Celery workers to answer a ping",
+                [worker.name for worker in workers],
+                StackError,
+            )
         unpause_dag(settings, timeout)
 
 
