@@ -66,7 +66,7 @@ run: setup ## The whole local stack up, the sample through the DAG, one answer f
 	@echo "Airflow UI:  http://127.0.0.1:$(AIRFLOW_PORT)/  (admin / admin; DAG tripdata-process)"
 	@echo "psql:        psql \"\$$($(TRIPFLOW) db url)\" -c 'SELECT count(*) FROM staging_tripdata' -c 'SELECT count(*) FROM tripdata'"
 	@echo "Status:      $(TRIPFLOW) status     Live ingestion events: $(TRIPFLOW) watch"
-	@echo "Stop:        make down"
+	@echo "Stop:        make down$(if $(filter-out local,$(PROFILE)), PROFILE=$(PROFILE))"
 
 add-file: setup ## Put the sample into the landing dir and follow it until loaded
 	$(TRIPFLOW) add-file --wait $(SAMPLE)

@@ -341,7 +341,7 @@ def up(
     ensure_api_login(settings)
     with errors.status("starting the stack (Airflow takes about a minute the first time)..."):
         try:
-            stack.up(settings, with_airflow=airflow)
+            took = stack.up(settings, with_airflow=airflow)
         except ServiceError as error:
             raise fail(f"{error}; logs in {stack.log_directory(settings)}") from error
     console.print(f"API:      http://{settings.api_host}:{settings.api_port}/", highlight=False)
@@ -364,6 +364,8 @@ def up(
         )
     console.print(f"Lake:     {open_lake(settings).uri(LANDING)} (drop files here)")
     console.print(f"Logs:     {stack.log_directory(settings)}", highlight=False)
+    ready = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items())
+    console.print(f"Ready:    {ready}", highlight=False)
 
 
 @app.command()

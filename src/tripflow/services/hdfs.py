@@ -71,6 +71,8 @@ def render_site(properties: dict[str, str]) -> str:
 class ManagedHdfs:
     """A NameNode and a DataNode on loopback, with their state under `<home>/hdfs`."""
 
+    name = "hdfs"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.directory = settings.home_dir / "hdfs"

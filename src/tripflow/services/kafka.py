@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -64,6 +65,8 @@ def default_jars_directory() -> Path:
 
 class ManagedKafka:
     """A broker and controller on loopback, its log under `<home>/kafka`."""
+
+    name = "kafka"
 
     def __init__(self, settings: Settings) -> None:
         if settings.events is None:
@@ -185,6 +188,12 @@ class ManagedKafka:
         """Tell whether the broker answers a client (and lists its topics)."""
         from confluent_kafka import KafkaException
 
+        # Nothing listening yet: say so without a client, which would log every refused
+        # connection to stderr.
+        try:
+            socket.create_connection((self.host, self.port), timeout=2).close()
+        except OSError:
+            return False
         try:
             self._admin().list_topics(timeout=2)  # type: ignore[attr-defined]
         except KafkaException:

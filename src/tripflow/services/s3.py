@@ -46,6 +46,8 @@ class ManagedS3:
     """versitygw on the loopback address and port of `s3_endpoint`, its buckets under
     `<home>/s3`."""
 
+    name = "s3-server"
+
     def __init__(self, settings: Settings, events: tuple[str, str] | None = None) -> None:
         """`events`: (Kafka bootstrap address, topic) that bucket events go to, if any."""
         if not settings.s3_endpoint:

@@ -44,6 +44,8 @@ class SparkCluster:
     """A master on the host and port of `spark_master` and its workers, their work
     directories under `<home>/spark`."""
 
+    name = "spark-cluster"
+
     def __init__(self, settings: Settings) -> None:
         parts = urlsplit(settings.spark_master)
         if parts.scheme != "spark":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -239,6 +240,8 @@ class SideService(Protocol):
     """A part that runs under a supervisord of its own (the lake's servers, the Spark
     cluster), so it can be up while the stack is down."""
 
+    name: str
+
     def start(self, timeout: float = ...) -> float:
         """Start it and wait until it answers; return the seconds it took."""
 
@@ -286,10 +289,13 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> None:
-    """Start the whole local stack and return when every part answers its health check."""
+def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> dict[str, float]:
+    """Start the whole local stack and return when every part answers its health check:
+    the seconds each part took to answer (side services on their own, the stack's parts
+    from the start of its supervisord)."""
+    took: dict[str, float] = {}
     for service in side_services(settings):
-        service.start(timeout)
+        took[service.name] = service.start(timeout)
     if with_airflow:
         prepare_airflow(settings)
     if with_airflow and settings.manages_redis:
@@ -297,13 +303,16 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
 
         redis.directory(settings).mkdir(parents=True, exist_ok=True)
     start_supervisor(settings, with_airflow)
+    started = time.monotonic()
     wait_for(lambda: api_healthy(settings), timeout, "the API's /health")
+    took["api"] = time.monotonic() - started
     if runs_spark_connect(settings):
         wait_for(
             lambda: spark_connect.healthy(settings),
             timeout,
             f"the Spark Connect server on {spark_connect.url(settings)}",
         )
+        took["spark-connect"] = time.monotonic() - started
         from tripflow import pipeline
 
         # Before the DAG listens: the first file then finds the server's job compiled.
@@ -321,8 +330,10 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
             [redis.PROGRAM],
             StackError,
         )
+        took["redis"] = time.monotonic() - started
     if with_airflow:
         wait_for(lambda: airflow_healthy(settings), timeout, "Airflow's health check")
+        took["airflow"] = time.monotonic() - started
         # Airflow's health check leaves the Celery workers out; a ping each answers through
         # the broker shows it is connected and consuming, as a task needs (supervisord's
         # RUNNING only says it lived three seconds).
@@ -335,7 +346,9 @@ def up(settings: Settings, with_airflow: bool = True, timeout: float = 180) -> N
                 [worker.name for worker in workers],
                 StackError,
             )
+            took["celery-workers"] = time.monotonic() - started
         unpause_dag(settings, timeout)
+    return took
 
 
 def services(settings: Settings) -> list[ServiceState]:
