@@ -318,8 +318,10 @@ class Settings(BaseSettings):
     s3_region: str = Field(default="us-east-1", description="Region of the S3 bucket.")
     s3_access_key: str | None = Field(
         default=None,
-        description="Access key of the S3 lake. Default: the AWS credential chain (environment, "
-        "~/.aws, instance role); for the server tripflow runs, tripflow.",
+        description="Access key of the S3 lake (with s3_secret_key, or neither). Default: "
+        "AWS's credential providers: for Python the whole chain (environment, ~/.aws, "
+        "instance or task role), for Spark S3A's (environment, instance or task role; no "
+        "~/.aws profiles); for the server tripflow runs, tripflow.",
     )
     s3_secret_key: str | None = Field(
         default=None,
@@ -401,6 +403,15 @@ class Settings(BaseSettings):
         if MINUTES_PER_DAY % value:
             raise ValueError(f"{value} does not divide the {MINUTES_PER_DAY} minutes of a day")
         return value
+
+    @model_validator(mode="after")
+    def _s3_keys_go_together(self) -> Settings:
+        if bool(self.s3_access_key) != bool(self.s3_secret_key):
+            raise ValueError(
+                "set both TRIPFLOW_S3_ACCESS_KEY and TRIPFLOW_S3_SECRET_KEY, or neither "
+                "(the AWS credential chain)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _window_ends_after_it_starts(self) -> Settings:

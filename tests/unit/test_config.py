@@ -91,3 +91,8 @@ def test_group_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(ValueError, match=reason):
             Settings(_env_file=None)
         monkeypatch.delenv(name)
+
+
+def test_one_s3_key_without_the_other_is_refused() -> None:
+    with pytest.raises(ValueError, match="TRIPFLOW_S3_SECRET_KEY"):
+        Settings(_env_file=None, s3_access_key="only-this")
