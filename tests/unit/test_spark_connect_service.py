@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port
 from tripflow.config import Settings, SparkRunnerMode
@@ -55,6 +58,20 @@ def test_airflow_gets_a_spark_connect_connection_to_the_stacks_server(tmp_path: 
     connection = json.loads(environment["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"])
     assert connection == {"conn_type": "spark_connect", "host": "127.0.0.1", "port": 16123}
     assert environment["TRIPFLOW_SPARK_RUNNER"] == "connect"
+
+
+def test_airflow_binds_spark_to_loopback_unless_told_an_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path, SparkRunnerMode.SUBMIT)
+    monkeypatch.delenv("SPARK_LOCAL_IP", raising=False)
+    assert airflow_environment(settings)["SPARK_LOCAL_IP"] == "127.0.0.1"
+
+    # A driver on YARN or a remote master binds an address its executors can reach.
+    monkeypatch.setenv("SPARK_LOCAL_IP", "10.0.3.7")
+    environment = airflow_environment(settings)
+    assert environment["SPARK_LOCAL_IP"] == "10.0.3.7"
+    assert environment["PYSPARK_PYTHON"] == sys.executable
 
 
 def test_nothing_listening_is_no_server() -> None:

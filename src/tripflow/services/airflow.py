@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from tripflow.config import AirflowExecutor, Settings
+from tripflow.spark.session import local_environment
 
 if TYPE_CHECKING:
     from tripflow.services.supervisor import Program
@@ -129,12 +130,13 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         **settings.environment(),
         # Airflow spawns `airflow` and the Spark hook `spark-submit`: both live here.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "SPARK_LOCAL_IP": "127.0.0.1",
+        # Loopback unless SPARK_LOCAL_IP says otherwise (a driver whose executors run on
+        # other hosts, YARN or a remote master, must bind an address they reach), and the
+        # project's Python for the workers.
+        **local_environment(),
         # spark-submit reads the driver's memory from here when neither --driver-memory
         # nor spark.driver.memory is given, as in the DAG's SparkSubmitOperator.
         "SPARK_DRIVER_MEMORY": settings.driver_memory,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
     if settings.events is not None:
         bootstrap, _topic = settings.events
