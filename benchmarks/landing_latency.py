@@ -24,7 +24,12 @@ them, scheduling and task process start), and, per runner, the first file after 
 the median of the later ones (the steady state of a stack that is already up: what a feed
 landing every hour sees), their ratio to the baseline's and to issue 11's 10 s target.
 
-Usage: .venv/bin/python benchmarks/landing_latency.py [--runners submit,connect]
+A runner named with `+events` (`connect+events`) runs the stack of the event-driven start
+instead (issue 12): the lake in a bucket of the local S3 server (versitygw), each upload an
+event on Kafka that the triggerer turns into a DAG run, no sensor and no sweep; the file is
+uploaded under its final name, as `tripflow add-file` does on S3.
+
+Usage: .venv/bin/python benchmarks/landing_latency.py [--runners submit,connect,connect+events]
            [--files 3] [--rows 8000] [--keep]
 `make bench-latency` runs it. TRIPFLOW_BENCH_HOME moves the benchmarks' home.
 """
@@ -63,6 +68,8 @@ from tripflow.warehouse.ingestions import BatchFollower
 TRIPFLOW = str(Path(sys.executable).parent / "tripflow")
 WORK = BENCH_HOME / "latency"
 TARGET_SECONDS = 10.0
+# The trigger suffix of a variant whose DAG runs start from the bucket's upload events.
+EVENTS = "events"
 FIRST_DAY = datetime(2019, 1, 1)
 POLL_SECONDS = 0.1
 DAG_ID = "tripdata-process"
@@ -165,16 +172,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stack_values(runner: SparkRunnerMode) -> dict[str, Any]:
-    """Settings of one runner's stack: its own home and free ports, the runner chosen."""
-    return {
-        "home": WORK / str(runner),
+def variant_parts(variant: str) -> tuple[SparkRunnerMode, bool]:
+    """Split a variant name (`connect`, `connect+events`) into its runner and trigger."""
+    runner, _plus, trigger = variant.partition("+")
+    return SparkRunnerMode(runner), trigger == EVENTS
+
+
+def stack_values(variant: str) -> dict[str, Any]:
+    """Settings of one variant's stack: its own home and free ports, the runner chosen, and
+    for `+events` the lake in a bucket of the local S3 server whose uploads start the DAG
+    through Kafka (no sensor, no sweep)."""
+    runner, events = variant_parts(variant)
+    values: dict[str, Any] = {
+        "home": WORK / variant.replace("+", "-"),
         "database_port": free_port(),
         "api_port": free_port(),
         "airflow_port": free_port(),
         "spark_connect_port": free_port(),
         "spark_runner": runner,
     }
+    if events:
+        values |= {
+            "lake_url": "s3://tripflow-latency/lake",
+            "s3_endpoint": f"http://127.0.0.1:{free_port()}",
+            "events_url": f"kafka://127.0.0.1:{free_port()}/tripflow-latency",
+            "kafka_controller_port": free_port(),
+            "events_sweep_minutes": 0,
+        }
+    return values
 
 
 def tripflow(environment: dict[str, str], *arguments: str) -> float:
@@ -287,11 +312,9 @@ def print_landing(number: int, landing: Landing) -> None:
         )
 
 
-def measure_runner(
-    runner: SparkRunnerMode, files: int, rows: int, seed: int, keep: bool
-) -> list[Landing]:
-    """Start a stack with this runner, land `files` files one after another, stop it."""
-    values = stack_values(runner)
+def measure_runner(variant: str, files: int, rows: int, seed: int, keep: bool) -> list[Landing]:
+    """Start a stack of this variant, land `files` files one after another, stop it."""
+    values = stack_values(variant)
     home: Path = values["home"]
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -301,7 +324,7 @@ def measure_runner(
     }
     environment |= {f"TRIPFLOW_{key.upper()}": str(value) for key, value in values.items()}
     settings = Settings(_env_file=None, **values)
-    print(f"\n{runner}: tripflow up in {home}")
+    print(f"\n{variant}: tripflow up in {home}")
     landings: list[Landing] = []
     try:
         print(f"  stack up in {tripflow(environment, 'up'):.1f} s")
@@ -316,13 +339,13 @@ def measure_runner(
                 days_per_file=1,
             )
             (path,) = (item.path for item in made.files)
-            named = path.with_name(f"latency-{runner}-{number}.csv")
+            named = path.with_name(f"latency-{variant.replace('+', '-')}-{number}.csv")
             path.rename(named)
             try:
                 landing = land_and_follow(settings, named, rows, day)
             except LatencyError as error:
                 # Keep what was measured before: the summary says how many files counted.
-                print(f"  {runner}: file {number}: {error}", file=sys.stderr)
+                print(f"  {variant}: file {number}: {error}", file=sys.stderr)
                 break
             print_landing(number, landing)
             landings.append(landing)
@@ -341,13 +364,13 @@ def steady(landings: Sequence[Landing]) -> float | None:
     return statistics.median(later) if later else None
 
 
-def print_summary(results: dict[SparkRunnerMode, list[Landing]]) -> None:
+def print_summary(results: dict[str, list[Landing]]) -> None:
     """Print each runner's first and steady latency, against the baseline and the target."""
     print("\nsummary: landed -> queryable through the DAG")
     baseline_runner = next(iter(results))
     baseline = results[baseline_runner]
     print(
-        f"  {'runner':8s} {'files':>5s} {'first s':>8s} {'steady s':>9s} "
+        f"  {'runner':14s} {'files':>5s} {'first s':>8s} {'steady s':>9s} "
         f"{'vs ' + baseline_runner:>10s} {'/ 10 s':>7s} {'in tasks':>8s} {'between':>8s}"
         "   median seconds per phase (later files)"
     )
@@ -369,7 +392,7 @@ def print_summary(results: dict[SparkRunnerMode, list[Landing]]) -> None:
             landing.total - landing.seconds_in_tasks() for landing in counted
         )
         print(
-            f"  {runner:8s} {len(landings):5d} {first:8.1f} "
+            f"  {runner:14s} {len(landings):5d} {first:8.1f} "
             f"{'-' if later is None else f'{later:.1f}':>9s} "
             f"{shown / base:9.2f}x {shown / TARGET_SECONDS:6.2f}x {inside:8.1f} {between:8.1f}"
             f"   {detail}"
@@ -390,8 +413,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--runners",
         default=",".join((SparkRunnerMode.SUBMIT, SparkRunnerMode.CONNECT)),
-        help="TRIPFLOW_SPARK_RUNNER values to measure, the first being the baseline "
-        "(default: submit,connect)",
+        help="TRIPFLOW_SPARK_RUNNER values to measure, the first being the baseline, each "
+        "optionally with +events (the S3 lake's upload events start the DAG instead of the "
+        "sensor) (default: submit,connect)",
     )
     parser.add_argument("--files", type=int, default=3, help="files landed per stack")
     parser.add_argument("--rows", type=int, default=8_000, help="trips per file (~1 MB)")
@@ -399,10 +423,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep each stack's home")
     arguments = parser.parse_args(argv)
     names = [name.strip() for name in arguments.runners.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(SparkRunnerMode))
+    known = {f"{runner}{trigger}" for runner in SparkRunnerMode for trigger in ("", f"+{EVENTS}")}
+    unknown = sorted(set(names) - known)
     if unknown or not names:
-        parser.error(f"--runners takes {','.join(SparkRunnerMode)}, got {arguments.runners!r}")
-    arguments.runners = [SparkRunnerMode(name) for name in dict.fromkeys(names)]
+        parser.error(f"--runners takes {','.join(sorted(known))}, got {arguments.runners!r}")
+    arguments.runners = list(dict.fromkeys(names))
     if arguments.files < 1 or arguments.rows < 1:
         parser.error("--files and --rows must be at least 1")
     return arguments
@@ -417,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"landing latency: {arguments.files} file(s) of {arguments.rows:,} trips per stack; "
         f"runners {', '.join(arguments.runners)}; target <= {TARGET_SECONDS:g} s"
     )
-    results: dict[SparkRunnerMode, list[Landing]] = {}
+    results: dict[str, list[Landing]] = {}
     for runner in arguments.runners:
         try:
             landings = measure_runner(
