@@ -53,6 +53,16 @@ logger.config.level = WARN
 """
 
 
+def new_cluster_id() -> str:
+    """Return a new KRaft cluster id: 16 random bytes in unpadded URL-safe base64."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # One id in 64 starts with "-", which the storage tool's parser reads as an option
+        # ("--cluster-id: expected one argument"); Kafka's own ids skip those too.
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaError(ServiceError):
     """The Kafka broker could not be found, formatted, started or stopped."""
 
@@ -150,8 +160,6 @@ class ManagedKafka:
 
     def format(self) -> None:
         """Format the log directory for a new one-node cluster."""
-        # Kafka's cluster ids are 16 random bytes in unpadded URL-safe base64.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             self.java_command(
                 STORAGE_TOOL,
@@ -159,7 +167,7 @@ class ManagedKafka:
                 "--standalone",
                 "--ignore-formatted",
                 "--cluster-id",
-                cluster_id,
+                new_cluster_id(),
                 "--config",
                 str(self.directory / "server.properties"),
             ),
