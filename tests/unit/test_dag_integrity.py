@@ -86,11 +86,11 @@ print("REPORT " + json.dumps(report))
 """
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Load the DAG folder in a child process; return what it found."""
-    directory = tmp_path_factory.mktemp("dagbag")
-    lake_url = f"file://{directory / 'lake'}"
+def inspect_dag_folder(
+    script: str, directory: Path, settings: dict[str, str], *arguments: str
+) -> dict[str, Any]:
+    """Run an inspection script over the DAG folder in a child process (its own Airflow home
+    on SQLite, tripflow's settings from `settings` only); return the REPORT it printed."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -101,11 +101,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "TRIPFLOW_HOME": str(directory / "home"),
-        "TRIPFLOW_LAKE_URL": lake_url,
-        "TRIPFLOW_SENSOR_POLL_SECONDS": "2.5",
+        **settings,
     }
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", INSPECT, str(DAGS_FOLDER), DAG_ID, lake_url],
+        [sys.executable, "-W", "error", "-c", script, str(DAGS_FOLDER), DAG_ID, *arguments],
         env=environment,
         cwd=directory,
         capture_output=True,
@@ -115,6 +114,16 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
     assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-4000:]
     found: dict[str, Any] = json.loads(lines[-1].removeprefix("REPORT "))
+    return found
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Load the DAG folder in a child process; return what it found."""
+    directory = tmp_path_factory.mktemp("dagbag")
+    lake_url = f"file://{directory / 'lake'}"
+    settings = {"TRIPFLOW_LAKE_URL": lake_url, "TRIPFLOW_SENSOR_POLL_SECONDS": "2.5"}
+    found = inspect_dag_folder(INSPECT, directory, settings, lake_url)
     found["lake_url"] = lake_url
     return found
 
@@ -222,30 +231,12 @@ print("REPORT " + json.dumps(report))
 def test_with_bucket_events_a_run_starts_from_the_watched_landing_dir_or_the_sweep(
     tmp_path: Path,
 ) -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "TRIPFLOW_"))
-    } | {
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "TRIPFLOW_HOME": str(tmp_path / "home"),
+    settings = {
         "TRIPFLOW_LAKE_URL": "s3://trips/feed",
         "TRIPFLOW_EVENTS_URL": "kafka://127.0.0.1:19092/lake-events",
         "TRIPFLOW_EVENTS_SWEEP_MINUTES": "7",
     }
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", EVENTS_INSPECT, str(DAGS_FOLDER), DAG_ID],
-        env=environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
-    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-4000:]
-    report = json.loads(lines[-1].removeprefix("REPORT "))
+    report = inspect_dag_folder(EVENTS_INSPECT, tmp_path, settings)
 
     assert report["import_errors"] == {}
     assert (report["schedule"], report["sweep"]) == ("AssetOrTimeSchedule", "*/7 * * * *")
